@@ -1,0 +1,184 @@
+//! Command line: `rocketmq-binding [serve flags]` runs the daemon; `rocketmq-binding
+//! healthcheck` dials the socket and asks `grpc.health.v1.Health/Check` (for Kubernetes
+//! exec probes). Every flag has an environment twin; the socket folder's twins are the
+//! Dapr variables (see [`crate::daemon::SOCKET_FOLDER_ENV`]).
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    daemon::{self, DEFAULT_SOCKET_NAME, ServeOptions, SocketOptions},
+    metadata,
+    telemetry::{self, LogFormat},
+    transport::DefaultConnector,
+};
+
+/// Dapr pluggable input/output binding for Apache RocketMQ and Alibaba Cloud RocketMQ.
+#[derive(Debug, Parser)]
+#[command(name = "rocketmq-binding", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    socket: SocketArgs,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Exit 0 if the daemon on the socket reports SERVING (gRPC health), 1 otherwise.
+    Healthcheck {
+        #[command(flatten)]
+        socket: SocketArgs,
+        /// How long to wait for the answer.
+        #[arg(long, env = "ROCKETMQ_BINDING_HEALTHCHECK_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+}
+
+/// Where the socket is.
+#[derive(Debug, Args, Clone)]
+pub struct SocketArgs {
+    /// Socket folder [env: DAPR_COMPONENTS_SOCKETS_FOLDER, DAPR_COMPONENT_SOCKETS_FOLDER,
+    /// DAPR_COMPONENT_SOCKET_FOLDER, in that order] [default: /tmp/dapr-components-sockets]
+    #[arg(long)]
+    socket_folder: Option<PathBuf>,
+    /// Socket name without `.sock`; daprd registers it as `bindings.<name>`.
+    #[arg(long, env = "ROCKETMQ_BINDING_SOCKET_NAME", default_value = DEFAULT_SOCKET_NAME)]
+    socket_name: String,
+    /// Octal file mode of the socket (daprd may run as another user).
+    #[arg(long, env = "ROCKETMQ_BINDING_SOCKET_MODE", default_value = "0660", value_parser = parse_mode)]
+    socket_mode: u32,
+}
+
+impl SocketArgs {
+    fn resolve(&self) -> (SocketOptions, &'static str) {
+        let (folder, source) =
+            daemon::resolve_socket_folder(self.socket_folder.clone(), |k| std::env::var(k).ok());
+        (
+            SocketOptions {
+                folder,
+                name: self.socket_name.clone(),
+                mode: self.socket_mode,
+            },
+            source,
+        )
+    }
+}
+
+/// How the daemon runs.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Log format (verbosity: RUST_LOG, default info).
+    #[arg(long, env = "ROCKETMQ_BINDING_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// On SIGTERM/SIGINT, how long to wait for in-flight acks before releasing them.
+    #[arg(long, env = "ROCKETMQ_BINDING_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    shutdown_timeout: Duration,
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not an octal file mode such as 0660"))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    metadata::parse_duration("duration", s).map_err(|e| e.to_string())
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Some(Command::Healthcheck { socket, timeout }) => {
+            runtime.block_on(healthcheck(socket, timeout))
+        }
+        None => {
+            telemetry::init(cli.serve.log_format);
+            runtime.block_on(serve(cli.socket, cli.serve))
+        }
+    }
+}
+
+async fn serve(socket: SocketArgs, args: ServeArgs) -> ExitCode {
+    let (opts, source) = socket.resolve();
+    let bound = match daemon::bind(&opts) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        socket = %bound.path().display(),
+        folder_from = source,
+        component_type = %format!("bindings.{}", opts.name.to_lowercase()),
+        version = env!("CARGO_PKG_VERSION"),
+        "socket ready"
+    );
+    let result = daemon::serve(
+        bound,
+        Arc::new(DefaultConnector),
+        ServeOptions {
+            shutdown_timeout: args.shutdown_timeout,
+        },
+        daemon::shutdown_signal(),
+    )
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "daemon failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn healthcheck(socket: SocketArgs, timeout: Duration) -> ExitCode {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let (opts, _) = socket.resolve();
+    let path = opts.path();
+    let check = async {
+        let channel = daemon::connect_uds(path.clone())
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
+        let resp = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map_err(|e| format!("health check failed: {}", e.message()))?;
+        Ok::<_, String>(resp.into_inner().status())
+    };
+    match tokio::time::timeout(timeout, check).await {
+        Ok(Ok(ServingStatus::Serving)) => {
+            println!("SERVING {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(status)) => {
+            println!("{} {}", status.as_str_name(), path.display());
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("no answer from {} within {timeout:?}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}

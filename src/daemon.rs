@@ -1,0 +1,306 @@
+//! The daemon: the Unix socket daprd discovers, the tonic server on it, and shutdown.
+//!
+//! Startup binds the socket before anything else (daprd scans the folder once, at its own
+//! start), so the socket accepts connections within milliseconds of exec; brokers are only
+//! contacted when daprd calls Init. The server carries `InputBinding`, `OutputBinding`,
+//! gRPC reflection v1alpha (what daprd's discovery uses) and v1, and `grpc.health.v1`.
+//!
+//! Shutdown (SIGTERM/SIGINT, or the future passed to [`serve`]): health flips to
+//! NOT_SERVING, Read streams stop pulling and wait up to the drain timeout for in-flight
+//! acks, release the rest and end; then producers and consumers close and the socket file
+//! is removed.
+
+use std::{
+    future::Future,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use hyper_util::rt::TokioIo;
+use tokio::net::{UnixListener, UnixStream};
+use tokio_stream::wrappers::UnixListenerStream;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tonic::transport::{Channel, Endpoint, Server};
+use tower::service_fn;
+
+use crate::{
+    dapr::{
+        input::{InputService, Lifecycle},
+        instances::Instances,
+        output::OutputService,
+        proto::{self, input_binding_server::InputBindingServer, output_binding_server::OutputBindingServer},
+    },
+    transport::Connector,
+};
+
+/// Default socket folder (daprd's default).
+pub const DEFAULT_SOCKET_FOLDER: &str = "/tmp/dapr-components-sockets";
+/// Default socket name: daprd registers it as `bindings.rocketmq-pluggable`.
+pub const DEFAULT_SOCKET_NAME: &str = "rocketmq-pluggable";
+/// Environment variables naming the socket folder, in the order they are honoured: daprd's
+/// own, the Kubernetes injector's, and the legacy spelling the Go SDK still reads.
+pub const SOCKET_FOLDER_ENV: [&str; 3] = [
+    "DAPR_COMPONENTS_SOCKETS_FOLDER",
+    "DAPR_COMPONENT_SOCKETS_FOLDER",
+    "DAPR_COMPONENT_SOCKET_FOLDER",
+];
+/// Largest `InvokeRequest` accepted (RocketMQ's default body limit is 4 MiB; leave room).
+pub const MAX_DECODING_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+
+/// Daemon startup and serving failures.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A filesystem or socket operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another server already answers on the socket.
+    #[error(
+        "another server is already listening on {0}; stop it or choose another --socket-name"
+    )]
+    SocketInUse(PathBuf),
+    /// The gRPC server failed.
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    /// Reflection descriptors could not be loaded.
+    #[error("reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Where the socket lives and how it is created.
+#[derive(Debug, Clone)]
+pub struct SocketOptions {
+    /// Folder holding the socket.
+    pub folder: PathBuf,
+    /// Socket file name without `.sock`.
+    pub name: String,
+    /// File mode of the socket (e.g. 0o660).
+    pub mode: u32,
+}
+
+impl SocketOptions {
+    /// `<folder>/<name>.sock`.
+    pub fn path(&self) -> PathBuf {
+        self.folder.join(format!("{}.sock", self.name))
+    }
+}
+
+/// Resolves the socket folder: the flag, else the first Dapr variable set, else the
+/// default. Returns the folder and what chose it.
+pub fn resolve_socket_folder(
+    flag: Option<PathBuf>,
+    env: impl Fn(&str) -> Option<String>,
+) -> (PathBuf, &'static str) {
+    if let Some(f) = flag {
+        return (f, "--socket-folder");
+    }
+    for var in SOCKET_FOLDER_ENV {
+        if let Some(v) = env(var).filter(|v| !v.trim().is_empty()) {
+            return (PathBuf::from(v), var);
+        }
+    }
+    (PathBuf::from(DEFAULT_SOCKET_FOLDER), "default")
+}
+
+/// A bound listening socket; the file is removed when this is dropped.
+pub struct BoundSocket {
+    path: PathBuf,
+    listener: Option<UnixListener>,
+}
+
+impl BoundSocket {
+    /// The socket file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for BoundSocket {
+    fn drop(&mut self) {
+        if std::fs::remove_file(&self.path).is_ok() {
+            tracing::info!(socket = %self.path.display(), "socket removed");
+        }
+    }
+}
+
+/// Creates the folder, removes a stale socket (refusing a live one), binds and chmods.
+pub fn bind(opts: &SocketOptions) -> Result<BoundSocket, DaemonError> {
+    let io = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DaemonError::Io { what, path, source }
+    };
+    std::fs::create_dir_all(&opts.folder).map_err(io("cannot create socket folder", &opts.folder))?;
+    let path = opts.path();
+    if std::fs::symlink_metadata(&path).is_ok() {
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            return Err(DaemonError::SocketInUse(path));
+        }
+        tracing::warn!(socket = %path.display(), "removing stale socket file");
+        std::fs::remove_file(&path).map_err(io("cannot remove stale socket", &path))?;
+    }
+    let listener = UnixListener::bind(&path).map_err(io("cannot bind socket", &path))?;
+    let bound = BoundSocket {
+        path: path.clone(),
+        listener: Some(listener),
+    };
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(opts.mode))
+        .map_err(io("cannot set socket mode on", &path))?;
+    Ok(bound)
+}
+
+/// How the server behaves once bound.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// How long shutdown waits for in-flight acks before releasing them.
+    pub shutdown_timeout: Duration,
+}
+
+/// Serves the binding on `socket` until `shutdown` resolves, then shuts down gracefully.
+pub async fn serve(
+    mut socket: BoundSocket,
+    connector: Arc<dyn Connector>,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let listener = socket.listener.take().expect("listener taken once");
+    let instances = Arc::new(Instances::new(connector));
+    let life = Lifecycle {
+        shutdown: CancellationToken::new(),
+        drain_timeout: opts.shutdown_timeout,
+        tracker: TaskTracker::new(),
+    };
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<InputBindingServer<InputService>>()
+        .await;
+    health
+        .set_serving::<OutputBindingServer<OutputService>>()
+        .await;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let input = InputBindingServer::new(InputService::new(instances.clone(), life.clone()))
+        .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE);
+    let output = OutputBindingServer::new(OutputService::new(instances.clone()))
+        .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE);
+
+    let server_stop = CancellationToken::new();
+    let server = Server::builder()
+        .add_service(input)
+        .add_service(output)
+        .add_service(health_service)
+        .add_service(reflection_v1alpha)
+        .add_service(reflection_v1)
+        .serve_with_incoming_shutdown(
+            UnixListenerStream::new(listener),
+            server_stop.clone().cancelled_owned(),
+        );
+    let mut server = tokio::spawn(server);
+    tracing::info!(socket = %socket.path().display(), "serving Dapr InputBinding and OutputBinding");
+
+    tokio::select! {
+        r = &mut server => {
+            let r = r.expect("server task panicked");
+            instances.close_all().await;
+            return r.map_err(DaemonError::from);
+        }
+        _ = shutdown => {}
+    }
+
+    tracing::info!(timeout = ?opts.shutdown_timeout, "shutting down: draining in-flight deliveries");
+    health
+        .set_not_serving::<InputBindingServer<InputService>>()
+        .await;
+    health
+        .set_not_serving::<OutputBindingServer<OutputService>>()
+        .await;
+    life.shutdown.cancel();
+    life.tracker.close();
+    if tokio::time::timeout(opts.shutdown_timeout + Duration::from_secs(1), life.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("read streams did not end in time");
+    }
+    server_stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(3), &mut server).await.is_err() {
+        tracing::warn!("connections still open after 3 s; closing them");
+        server.abort();
+    }
+    if tokio::time::timeout(Duration::from_secs(10), instances.close_all())
+        .await
+        .is_err()
+    {
+        tracing::warn!("closing broker clients took longer than 10 s");
+    }
+    drop(socket);
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// A gRPC channel to a Unix socket (used by `healthcheck`, the client and tests).
+pub async fn connect_uds(path: impl Into<PathBuf>) -> Result<Channel, tonic::transport::Error> {
+    let path = path.into();
+    // The URI is required by the API but unused: the connector dials the socket.
+    Endpoint::from_static("http://localhost")
+        .connect_timeout(Duration::from_secs(2))
+        .connect_with_connector(service_fn(move |_| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+        }))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_resolution_order() {
+        let env = |set: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                set.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let (f, src) = resolve_socket_folder(Some("/flag".into()), env(&[("DAPR_COMPONENTS_SOCKETS_FOLDER", "/a")]));
+        assert_eq!((f.to_str().unwrap(), src), ("/flag", "--socket-folder"));
+        let all = &[
+            ("DAPR_COMPONENTS_SOCKETS_FOLDER", "/a"),
+            ("DAPR_COMPONENT_SOCKETS_FOLDER", "/b"),
+            ("DAPR_COMPONENT_SOCKET_FOLDER", "/c"),
+        ];
+        assert_eq!(resolve_socket_folder(None, env(all)).0, PathBuf::from("/a"));
+        assert_eq!(resolve_socket_folder(None, env(&all[1..])).0, PathBuf::from("/b"));
+        assert_eq!(resolve_socket_folder(None, env(&all[2..])).1, "DAPR_COMPONENT_SOCKET_FOLDER");
+        assert_eq!(
+            resolve_socket_folder(None, env(&[])),
+            (PathBuf::from(DEFAULT_SOCKET_FOLDER), "default")
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! Component instances, keyed by daprd's `x-component-instance` header.
+//!
+//! Each Component YAML that uses this binding becomes one instance per direction: an
+//! [`InputInstance`] (a consumer, started on the first Read) and/or an [`OutputInstance`]
+//! (a producer). Input and output Init of the same name each decode the full metadata and
+//! own separate transports, so an input-only Component never starts a producer and an
+//! output-only one never starts a consumer. Re-Init of a name (Dapr hot reload, daprd
+//! restart) swaps in the new instance and closes the old one's clients in the background.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    error::Error,
+    metadata::{Role, Settings},
+    transport::{Connector, Delivery, Transport},
+};
+
+/// How long Init may wait for the broker. daprd gives input Init + output Init +
+/// ListOperations 5 s together; decoding is instant, so the probe gets most of 4 s.
+pub const INIT_PROBE_BUDGET: Duration = Duration::from_millis(3500);
+
+/// Deliveries buffered between the transport and the Read streams (not yet sent to daprd,
+/// so not yet in flight).
+const DELIVERY_BUFFER: usize = 16;
+
+/// What both kinds of instance share.
+pub struct Common {
+    /// The Component name.
+    pub name: String,
+    /// Decoded settings.
+    pub settings: Arc<Settings>,
+    /// The broker client for this instance and role.
+    pub transport: Arc<dyn Transport>,
+    /// Fired when the instance is replaced or closed.
+    pub closed: CancellationToken,
+}
+
+impl Common {
+    async fn close(&self) {
+        self.closed.cancel();
+        self.transport.close().await;
+    }
+}
+
+/// An input binding instance: one consumer, shared by every Read stream over its life.
+pub struct InputInstance {
+    /// Name, settings, transport.
+    pub common: Common,
+    /// Deliveries from the transport; `None` until the first Read subscribes.
+    queue: Mutex<Option<mpsc::Receiver<Delivery>>>,
+}
+
+impl InputInstance {
+    /// The next delivery for a Read stream, subscribing on first use. `None` when the
+    /// instance has been closed or its consumer could not start.
+    pub async fn next_delivery(&self) -> Option<Delivery> {
+        let mut queue = self.queue.lock().await;
+        if queue.is_none() {
+            if self.common.closed.is_cancelled() {
+                return None;
+            }
+            let (tx, rx) = mpsc::channel(DELIVERY_BUFFER);
+            if let Err(e) = self.common.transport.subscribe(tx).await {
+                tracing::error!(instance = %self.common.name, error = %e, "consumer failed to start");
+                return None;
+            }
+            tracing::info!(instance = %self.common.name, "consumer started");
+            *queue = Some(rx);
+        }
+        let rx = queue.as_mut()?;
+        rx.recv().await
+    }
+
+    async fn close(&self) {
+        self.common.close().await;
+        // Buffered deliveries are dropped here, which releases them to the broker.
+        if let Ok(mut q) = self.queue.try_lock() {
+            q.take();
+        }
+    }
+}
+
+/// An output binding instance: one producer.
+pub struct OutputInstance {
+    /// Name, settings, transport.
+    pub common: Common,
+}
+
+/// A map from instance name to its current instance.
+pub struct Registry<T> {
+    map: RwLock<HashMap<String, Arc<T>>>,
+}
+
+impl<T> Default for Registry<T> {
+    fn default() -> Self {
+        Registry {
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+impl<T> Registry<T> {
+    /// The current instance of `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<T>> {
+        self.map.read().expect("registry lock").get(name).cloned()
+    }
+
+    /// Installs `inst` under `name`; returns the one it replaces.
+    fn replace(&self, name: &str, inst: Arc<T>) -> Option<Arc<T>> {
+        self.map
+            .write()
+            .expect("registry lock")
+            .insert(name.to_string(), inst)
+    }
+
+    /// Removes and returns every instance.
+    fn drain(&self) -> Vec<Arc<T>> {
+        self.map
+            .write()
+            .expect("registry lock")
+            .drain()
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// Number of instances.
+    pub fn len(&self) -> usize {
+        self.map.read().expect("registry lock").len()
+    }
+
+    /// Whether there are no instances.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// All instances of the daemon plus what creating them needs.
+pub struct Instances {
+    connector: Arc<dyn Connector>,
+    /// Input instances.
+    pub inputs: Registry<InputInstance>,
+    /// Output instances.
+    pub outputs: Registry<OutputInstance>,
+}
+
+impl Instances {
+    /// An empty set of instances using `connector` for transports.
+    pub fn new(connector: Arc<dyn Connector>) -> Self {
+        Instances {
+            connector,
+            inputs: Registry::default(),
+            outputs: Registry::default(),
+        }
+    }
+
+    /// Decodes, opens and probes a transport for `name`/`role` within Init's budget.
+    async fn build(
+        &self,
+        name: &str,
+        properties: &HashMap<String, String>,
+        role: Role,
+    ) -> Result<Common, Error> {
+        let settings = Arc::new(Settings::decode(properties, role)?);
+        if !settings.ignored_keys.is_empty() {
+            tracing::debug!(instance = name, %role, keys = ?settings.ignored_keys, "ignoring metadata keys this binding does not use");
+        }
+        if settings.back_off.configured && role == Role::Input {
+            tracing::info!(
+                instance = name,
+                "backOff* keys accepted for compatibility: failed deliveries are retried by the broker \
+                 (maxReconsumeTimes, then the DLQ), not in-process"
+            );
+        }
+        let transport = self.connector.open(name, settings.clone(), role)?;
+        let probe = tokio::time::timeout(INIT_PROBE_BUDGET, transport.ping()).await;
+        let failure = match probe {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(Error::Transport(e)),
+            Err(_) => Some(Error::InitTimeout {
+                address: settings.target(),
+                after: INIT_PROBE_BUDGET,
+            }),
+        };
+        if let Some(e) = failure {
+            // Never keep half-started clients around.
+            let t = transport.clone();
+            tokio::spawn(async move { t.close().await });
+            return Err(e);
+        }
+        tracing::info!(
+            instance = name,
+            %role,
+            transport = ?settings.access_proto,
+            target = %settings.target(),
+            "component instance initialised"
+        );
+        Ok(Common {
+            name: name.to_string(),
+            settings,
+            transport,
+            closed: CancellationToken::new(),
+        })
+    }
+
+    /// Input `Init`: builds the instance and replaces any previous one of that name.
+    pub async fn init_input(
+        &self,
+        name: &str,
+        properties: &HashMap<String, String>,
+    ) -> Result<(), Error> {
+        let common = self.build(name, properties, Role::Input).await?;
+        let inst = Arc::new(InputInstance {
+            common,
+            queue: Mutex::new(None),
+        });
+        if let Some(old) = self.inputs.replace(name, inst) {
+            tracing::info!(instance = name, "re-initialised: closing the previous consumer");
+            tokio::spawn(async move { old.close().await });
+        }
+        Ok(())
+    }
+
+    /// Output `Init`: builds the instance and replaces any previous one of that name.
+    pub async fn init_output(
+        &self,
+        name: &str,
+        properties: &HashMap<String, String>,
+    ) -> Result<(), Error> {
+        let common = self.build(name, properties, Role::Output).await?;
+        let inst = Arc::new(OutputInstance { common });
+        if let Some(old) = self.outputs.replace(name, inst) {
+            tracing::info!(instance = name, "re-initialised: closing the previous producer");
+            tokio::spawn(async move { old.common.close().await });
+        }
+        Ok(())
+    }
+
+    /// The input instance `name`, or `FAILED_PRECONDITION`.
+    pub fn input(&self, name: &str) -> Result<Arc<InputInstance>, Error> {
+        self.inputs.get(name).ok_or_else(|| Error::NotInitialised {
+            instance: name.to_string(),
+            role: Role::Input,
+        })
+    }
+
+    /// The output instance `name`, or `FAILED_PRECONDITION`.
+    pub fn output(&self, name: &str) -> Result<Arc<OutputInstance>, Error> {
+        self.outputs.get(name).ok_or_else(|| Error::NotInitialised {
+            instance: name.to_string(),
+            role: Role::Output,
+        })
+    }
+
+    /// Closes every instance (shutdown): consumers stop, producers close.
+    pub async fn close_all(&self) {
+        let inputs = self.inputs.drain();
+        let outputs = self.outputs.drain();
+        let mut tasks = Vec::new();
+        for i in inputs {
+            tasks.push(tokio::spawn(async move { i.close().await }));
+        }
+        for o in outputs {
+            tasks.push(tokio::spawn(async move { o.common.close().await }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}

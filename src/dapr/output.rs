@@ -1,0 +1,90 @@
+//! `dapr.proto.components.v1.OutputBinding`: Init, Invoke (`create`), ListOperations, Ping.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::{
+    instance_of,
+    instances::Instances,
+    proto::{
+        InvokeRequest, InvokeResponse, ListOperationsRequest, ListOperationsResponse,
+        OutputBindingInitRequest, OutputBindingInitResponse, PingRequest, PingResponse,
+        output_binding_server::OutputBinding,
+    },
+};
+use crate::{error::Error, transport::OutboundMessage};
+
+/// Operations this binding supports.
+pub const OPERATIONS: &[&str] = &["create"];
+
+/// The OutputBinding service.
+pub struct OutputService {
+    instances: Arc<Instances>,
+}
+
+impl OutputService {
+    /// A service over `instances`.
+    pub fn new(instances: Arc<Instances>) -> Self {
+        OutputService { instances }
+    }
+}
+
+#[tonic::async_trait]
+impl OutputBinding for OutputService {
+    async fn init(
+        &self,
+        req: Request<OutputBindingInitRequest>,
+    ) -> Result<Response<OutputBindingInitResponse>, Status> {
+        let name = instance_of(&req);
+        let props = req.into_inner().metadata.unwrap_or_default().properties;
+        self.instances
+            .init_output(&name, &props)
+            .await
+            .inspect_err(|e| tracing::warn!(instance = %name, error = %e, "output Init failed"))?;
+        Ok(Response::new(OutputBindingInitResponse {}))
+    }
+
+    async fn invoke(&self, req: Request<InvokeRequest>) -> Result<Response<InvokeResponse>, Status> {
+        let name = instance_of(&req);
+        let inst = self.instances.output(&name)?;
+        let req = req.into_inner();
+        if !OPERATIONS.contains(&req.operation.as_str()) {
+            return Err(Error::UnsupportedOperation {
+                operation: req.operation,
+                supported: OPERATIONS.join(", "),
+            }
+            .into());
+        }
+        let receipt = inst
+            .common
+            .transport
+            .send(OutboundMessage {
+                data: req.data,
+                metadata: req.metadata,
+            })
+            .await
+            .map_err(Error::from)
+            .inspect_err(|e| tracing::debug!(instance = %name, error = %e, "send failed"))?;
+        Ok(Response::new(InvokeResponse {
+            data: Default::default(),
+            metadata: receipt,
+            content_type: String::new(),
+        }))
+    }
+
+    async fn list_operations(
+        &self,
+        _req: Request<ListOperationsRequest>,
+    ) -> Result<Response<ListOperationsResponse>, Status> {
+        Ok(Response::new(ListOperationsResponse {
+            operations: OPERATIONS.iter().map(|s| s.to_string()).collect(),
+        }))
+    }
+
+    async fn ping(&self, req: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
+        let inst = self.instances.output(&instance_of(&req))?;
+        inst.common.transport.ping().await.map_err(Error::from)?;
+        Ok(Response::new(PingResponse {}))
+    }
+}

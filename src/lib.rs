@@ -1,0 +1,31 @@
+//! # rocketmq-binding
+//!
+//! A Dapr pluggable component: a gRPC server on a Unix socket that daprd discovers at
+//! startup and uses as the input and output binding `bindings.rocketmq-pluggable`, moving
+//! messages to and from Apache RocketMQ (native remoting, `accessProto: tcp`) or Alibaba
+//! Cloud RocketMQ (also the Aliyun MQ HTTP API, `accessProto: http`).
+//!
+//! # Layout
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`cli`] | flags and env twins (clap), the `serve` / `healthcheck` entry points |
+//! | [`telemetry`] | `tracing` subscriber: `RUST_LOG`, text or JSON |
+//! | [`daemon`] | the socket (folder resolution, stale/live checks, mode), the tonic server with reflection and health, signal-driven shutdown |
+//! | [`dapr`] | the Dapr contract: [`dapr::proto`] (generated), [`dapr::instances`] (per-Component instances by `x-component-instance`), [`dapr::input`] (Read stream, out-of-order acks, flow control), [`dapr::output`] (Invoke) |
+//! | [`metadata`] | Init metadata → [`metadata::Settings`] with Dapr's decoding rules; secrets redacted |
+//! | [`transport`] | the seam: [`transport::Transport`] and [`transport::Connector`]; [`transport::tcp`] and [`transport::http`] implement it |
+//! | [`emulator`] | the Aliyun MQ HTTP emulator behind the `aliyun-mq-emulator` binary |
+//! | [`error`] | the daemon's error enum and its single mapping to `tonic::Status` |
+//!
+//! Imports point one way: `daemon` → `dapr` → `transport` → `metadata`. The Dapr layer
+//! never names a concrete transport; transports never import the Dapr layer.
+
+pub mod cli;
+pub mod daemon;
+pub mod dapr;
+pub mod emulator;
+pub mod error;
+pub mod metadata;
+pub mod telemetry;
+pub mod transport;

@@ -1,0 +1,1029 @@
+//! Component metadata: decoding a Dapr `MetadataRequest.properties` map into [`Settings`].
+//!
+//! Decoding follows Dapr's semantics (`dapr/kit/metadata`): keys are case-insensitive, two keys
+//! that are equal after lower-casing are an error, unknown keys (`direction`, `route`, …) are
+//! ignored, booleans are "truthy" strings, durations are Go durations (a bare integer is
+//! milliseconds) and lists are comma separated.
+//!
+//! Decoding is pure: no I/O, no logging of values. Every rejection is a [`MetadataError`] whose
+//! message names the key, the bad value (never for secrets) and what is accepted; the error
+//! layer maps it to `INVALID_ARGUMENT`. Secrets (`secretKey`, `securityToken`) are wrapped in
+//! [`SecretString`] the moment they are read, so `Debug` output of [`Settings`] redacts them.
+
+use std::{collections::HashMap, fmt, time::Duration};
+
+use secrecy::SecretString;
+
+/// Which side of the binding a component instance serves; required keys differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// `dapr.proto.components.v1.InputBinding` (consumer).
+    Input,
+    /// `dapr.proto.components.v1.OutputBinding` (producer).
+    Output,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Input => "input",
+            Role::Output => "output",
+        })
+    }
+}
+
+/// Why a metadata map was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    /// A key holds a value outside its accepted set.
+    #[error("metadata key `{key}`: invalid value {value:?}; expected {expected}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        expected: String,
+    },
+    /// A secret key holds an invalid value (the value itself is never printed).
+    #[error("metadata key `{key}`: invalid value (secret, not shown); expected {expected}")]
+    InvalidSecret {
+        key: &'static str,
+        expected: &'static str,
+    },
+    /// A required key is absent or empty.
+    #[error("metadata key `{key}` is required {why}")]
+    Missing { key: &'static str, why: String },
+    /// Two keys collide after lower-casing (Dapr: "key … is duplicate").
+    #[error("metadata keys `{first}` and `{second}` are duplicates (keys are case-insensitive)")]
+    Duplicate { first: String, second: String },
+}
+
+/// `accessProto`: which transport carries the messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessProto {
+    /// Native RocketMQ remoting protocol (name server + brokers).
+    Tcp,
+    /// Aliyun MQ HTTP REST API.
+    Http,
+}
+
+/// `consumerModel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerModel {
+    /// Each message goes to one consumer of the group.
+    Clustering,
+    /// Each message goes to every consumer of the group.
+    Broadcasting,
+}
+
+/// `fromWhere`: where a new consumer group starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FromWhere {
+    /// Only messages sent after the group first started (RocketMQ default).
+    LastOffset,
+    /// Everything still stored.
+    FirstOffset,
+    /// From `consumeTimestamp` (`yyyyMMddHHmmss`).
+    Timestamp(String),
+}
+
+/// The Go binding's `backOff*` keys, accepted for compatibility.
+///
+/// The Go binding retried the app in-process with this policy, blocking the consumer. This
+/// binding hands a failed delivery back to the broker instead (RocketMQ retry topic with its
+/// growing delay, `maxReconsumeTimes`, then the DLQ), so the policy is validated and reported
+/// but does not delay deliveries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackOff {
+    /// `backOffPolicy`: `constant` or `exponential`.
+    pub policy: String,
+    /// `backOffDuration` (constant policy).
+    pub duration: Duration,
+    /// `backOffMaxRetries` (-1 = forever).
+    pub max_retries: i64,
+    /// Whether any `backOff*` key was present.
+    pub configured: bool,
+}
+
+impl Default for BackOff {
+    fn default() -> Self {
+        BackOff {
+            policy: "constant".into(),
+            duration: Duration::from_secs(5),
+            max_retries: -1,
+            configured: false,
+        }
+    }
+}
+
+/// One `topics` entry: `topic` or `topic||tagA||tagB`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// Topic name (without namespace).
+    pub topic: String,
+    /// Tag expression, normalised: tags trimmed and joined with `||`; `*` for all.
+    pub expression: String,
+}
+
+impl Subscription {
+    /// The tags of the expression, or `None` for `*` (all tags).
+    pub fn tags(&self) -> Option<Vec<&str>> {
+        if self.expression == "*" {
+            None
+        } else {
+            Some(self.expression.split("||").collect())
+        }
+    }
+}
+
+/// Default consumer group when `consumerGroup` is not set (the Go client's default).
+pub const DEFAULT_CONSUMER_GROUP: &str = "DEFAULT_CONSUMER";
+/// Default producer group when `producerGroup` is not set (the Go client's default).
+pub const DEFAULT_PRODUCER_GROUP: &str = "DEFAULT_PRODUCER";
+
+/// Decoded, validated settings of one component instance.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `accessProto` (default `tcp`).
+    pub access_proto: AccessProto,
+    /// `nameServer`: name server addresses (`;` or `,` separated, `http://` stripped).
+    pub name_servers: Vec<String>,
+    /// `nameServerDomain`: URL of an address server returning `host:port;host:port`.
+    pub name_server_domain: Option<String>,
+    /// `endpoint`: Aliyun MQ HTTP endpoint (http).
+    pub endpoint: Option<String>,
+    /// `accessKey`.
+    pub access_key: Option<String>,
+    /// `secretKey` (redacted).
+    pub secret_key: Option<SecretString>,
+    /// `securityToken`: STS token (redacted).
+    pub security_token: Option<SecretString>,
+    /// `instanceId`: namespace (tcp) / instance (http).
+    pub instance_id: Option<String>,
+    /// `consumerGroup`.
+    pub consumer_group: String,
+    /// `producerGroup`.
+    pub producer_group: String,
+    /// `consumerBatchSize`: messages per pull/poll (http: 1–16; tcp: pull batch size).
+    pub consumer_batch_size: Option<u32>,
+    /// `consumerThreadNums`: concurrent deliveries the consumer works on.
+    pub consumer_thread_nums: u32,
+    /// `retries`: producer send retries.
+    pub retries: u32,
+    /// `topics`.
+    pub topics: Vec<Subscription>,
+    /// `sendTimeout` (default 3 s).
+    pub send_timeout: Duration,
+    /// `consumerModel`.
+    pub consumer_model: ConsumerModel,
+    /// `fromWhere` (+ `consumeTimestamp`).
+    pub from_where: FromWhere,
+    /// `consumeOrderly`: one message in flight per queue.
+    pub consume_orderly: bool,
+    /// `maxReconsumeTimes`: redeliveries before the message goes to `%DLQ%<group>`.
+    pub max_reconsume_times: u32,
+    /// `maxInFlight`: unacknowledged deliveries per Read stream.
+    pub max_in_flight: usize,
+    /// `backOff*` (accepted, see [`BackOff`]).
+    pub back_off: BackOff,
+    /// Keys present but not known to this binding (names only), e.g. `direction`, `route`.
+    pub ignored_keys: Vec<String>,
+}
+
+/// Every key this binding reads, in its canonical spelling.
+pub const KNOWN_KEYS: &[&str] = &[
+    "accessProto",
+    "nameServer",
+    "nameServerDomain",
+    "endpoint",
+    "accessKey",
+    "secretKey",
+    "securityToken",
+    "instanceId",
+    "consumerGroup",
+    "producerGroup",
+    "consumerBatchSize",
+    "consumerThreadNums",
+    "retries",
+    "topics",
+    "sendTimeout",
+    "consumerModel",
+    "fromWhere",
+    "consumeTimestamp",
+    "consumeOrderly",
+    "maxReconsumeTimes",
+    "maxInFlight",
+    "backOffPolicy",
+    "backOffDuration",
+    "backOffInitialInterval",
+    "backOffRandomizationFactor",
+    "backOffMultiplier",
+    "backOffMaxInterval",
+    "backOffMaxElapsedTime",
+    "backOffMaxRetries",
+];
+
+/// Case-insensitive view of the properties map.
+struct Props<'a> {
+    map: HashMap<String, (&'a str, &'a str)>,
+}
+
+impl<'a> Props<'a> {
+    fn new(raw: &'a HashMap<String, String>) -> Result<Self, MetadataError> {
+        let mut map: HashMap<String, (&str, &str)> = HashMap::with_capacity(raw.len());
+        // Sort so the duplicate error is deterministic.
+        let mut keys: Vec<&String> = raw.keys().collect();
+        keys.sort();
+        for k in keys {
+            let lower = k.to_ascii_lowercase();
+            if let Some((first, _)) = map.get(&lower) {
+                return Err(MetadataError::Duplicate {
+                    first: (*first).to_string(),
+                    second: k.clone(),
+                });
+            }
+            map.insert(lower, (k.as_str(), raw[k].as_str()));
+        }
+        Ok(Props { map })
+    }
+
+    /// Trimmed value; empty counts as absent.
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.map
+            .get(&key.to_ascii_lowercase())
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+fn invalid(key: &'static str, value: &str, expected: impl Into<String>) -> MetadataError {
+    MetadataError::Invalid {
+        key,
+        value: value.to_string(),
+        expected: expected.into(),
+    }
+}
+
+/// Dapr's truthy strings (`kit/utils.IsTruthy`) and their false counterparts.
+pub fn parse_bool(key: &'static str, v: &str) -> Result<bool, MetadataError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" | "true" | "t" | "on" | "1" => Ok(true),
+        "n" | "no" | "false" | "f" | "off" | "0" => Ok(false),
+        _ => Err(invalid(
+            key,
+            v,
+            "a boolean (true/false, yes/no, on/off, 1/0, t/f, y/n)",
+        )),
+    }
+}
+
+/// An integer within `min..=max`.
+pub fn parse_int(key: &'static str, v: &str, min: i64, max: i64) -> Result<i64, MetadataError> {
+    match v.trim().parse::<i64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(invalid(
+            key,
+            v,
+            format!("an integer from {min} to {max}"),
+        )),
+    }
+}
+
+/// A Go duration (`300ms`, `1.5s`, `2m30s`, `1h`) or a bare integer of milliseconds (Dapr kit).
+pub fn parse_duration(key: &'static str, v: &str) -> Result<Duration, MetadataError> {
+    let err = || {
+        invalid(
+            key,
+            v,
+            "a duration such as 500ms, 3s, 1m30s (a bare integer is milliseconds)",
+        )
+    };
+    let s = v.trim();
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(Duration::from_millis(ms));
+    }
+    if s.is_empty() || s.starts_with('-') {
+        return Err(err());
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(err)?;
+        if num_end == 0 {
+            return Err(err());
+        }
+        let n: f64 = rest[..num_end].parse().map_err(|_| err())?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(err()),
+        };
+        total += n * scale;
+        rest = &rest[unit_end..];
+    }
+    if !total.is_finite() || total > 1e9 {
+        return Err(err());
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Splits a name server list on `;` or `,`, trims, strips `http://`, validates `host:port`.
+pub fn parse_name_servers(key: &'static str, v: &str) -> Result<Vec<String>, MetadataError> {
+    let mut out = Vec::new();
+    for part in v.split([';', ',']) {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let addr = part
+            .strip_prefix("http://")
+            .unwrap_or(part)
+            .trim_end_matches('/');
+        let valid = match addr.rsplit_once(':') {
+            Some((host, port)) => {
+                !host.is_empty()
+                    && !host.contains('/')
+                    && port.parse::<u16>().map(|p| p > 0).unwrap_or(false)
+            }
+            None => false,
+        };
+        if !valid {
+            return Err(invalid(
+                key,
+                v,
+                "host:port entries separated by ';' or ',' (an http:// prefix is allowed)",
+            ));
+        }
+        out.push(addr.to_string());
+    }
+    if out.is_empty() {
+        return Err(invalid(key, v, "at least one host:port"));
+    }
+    Ok(out)
+}
+
+/// Parses `topics`: comma-separated entries `topic` or `topic||tagA||tagB`.
+pub fn parse_topics(v: &str) -> Result<Vec<Subscription>, MetadataError> {
+    let mut out: Vec<Subscription> = Vec::new();
+    for entry in v.split(',') {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let mut parts = entry.split("||").map(str::trim);
+        let topic = parts.next().unwrap_or_default();
+        if !valid_topic(topic) {
+            return Err(invalid(
+                "topics",
+                v,
+                "comma-separated entries `topic` or `topic||tagA||tagB`; topic names use \
+                 letters, digits, '%', '-', '_' and '|' only, up to 127 characters",
+            ));
+        }
+        let tags: Vec<&str> = parts.collect();
+        let expression = if tags.is_empty() || tags.contains(&"*") {
+            if tags.len() > 1 {
+                return Err(invalid(
+                    "topics",
+                    v,
+                    "`*` alone (all tags) or a list of tags, not both",
+                ));
+            }
+            "*".to_string()
+        } else {
+            if tags.iter().any(|t| t.is_empty() || t.contains(char::is_whitespace)) {
+                return Err(invalid(
+                    "topics",
+                    v,
+                    "non-empty tags without spaces between `||` separators",
+                ));
+            }
+            tags.join("||")
+        };
+        if out.iter().any(|s| s.topic == topic) {
+            return Err(invalid(
+                "topics",
+                v,
+                "each topic at most once (join its tags with `||`)",
+            ));
+        }
+        out.push(Subscription {
+            topic: topic.to_string(),
+            expression,
+        });
+    }
+    if out.is_empty() {
+        return Err(invalid("topics", v, "at least one topic"));
+    }
+    Ok(out)
+}
+
+/// RocketMQ topic name rule: `^[%|a-zA-Z0-9_-]+$`, at most 127 characters.
+pub fn valid_topic(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 127
+        && t
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-'))
+}
+
+fn valid_group(g: &str) -> bool {
+    g.len() <= 255
+        && g
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-' | '.'))
+}
+
+impl Settings {
+    /// Decodes and validates the Init properties of an instance serving `role`.
+    pub fn decode(raw: &HashMap<String, String>, role: Role) -> Result<Settings, MetadataError> {
+        let p = Props::new(raw)?;
+
+        let access_proto = match p.get("accessProto") {
+            None => AccessProto::Tcp,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "tcp" => AccessProto::Tcp,
+                "http" => AccessProto::Http,
+                _ => return Err(invalid("accessProto", v, "`tcp` (default) or `http`")),
+            },
+        };
+
+        let name_servers = match p.get("nameServer") {
+            Some(v) => parse_name_servers("nameServer", v)?,
+            None => Vec::new(),
+        };
+        let name_server_domain = match p.get("nameServerDomain") {
+            Some(v) => {
+                let ok = (v.starts_with("http://") || v.starts_with("https://"))
+                    && v.len() > "https://".len();
+                if !ok {
+                    return Err(invalid(
+                        "nameServerDomain",
+                        v,
+                        "an http:// or https:// URL of an address server",
+                    ));
+                }
+                Some(v.to_string())
+            }
+            None => None,
+        };
+        let endpoint = match p.get("endpoint") {
+            Some(v) => {
+                let ok = (v.starts_with("http://") || v.starts_with("https://"))
+                    && v.len() > "https://".len();
+                if !ok {
+                    return Err(invalid(
+                        "endpoint",
+                        v,
+                        "an http:// or https:// URL such as http://<id>.mqrest.cn-hangzhou.aliyuncs.com",
+                    ));
+                }
+                Some(v.trim_end_matches('/').to_string())
+            }
+            None => None,
+        };
+        match access_proto {
+            AccessProto::Tcp if name_servers.is_empty() && name_server_domain.is_none() => {
+                return Err(MetadataError::Missing {
+                    key: "nameServer",
+                    why: "with accessProto tcp (or set nameServerDomain)".into(),
+                });
+            }
+            AccessProto::Http if endpoint.is_none() => {
+                return Err(MetadataError::Missing {
+                    key: "endpoint",
+                    why: "with accessProto http".into(),
+                });
+            }
+            _ => {}
+        }
+
+        let access_key = p.get("accessKey").map(str::to_string);
+        let secret_key = p.get("secretKey").map(|s| SecretString::from(s.to_string()));
+        let security_token = p
+            .get("securityToken")
+            .map(|s| SecretString::from(s.to_string()));
+        if access_key.is_some() != secret_key.is_some() {
+            return Err(MetadataError::Missing {
+                key: if access_key.is_some() {
+                    "secretKey"
+                } else {
+                    "accessKey"
+                },
+                why: "when the other of accessKey/secretKey is set".into(),
+            });
+        }
+        if security_token.is_some() && access_key.is_none() {
+            return Err(MetadataError::Missing {
+                key: "accessKey",
+                why: "when securityToken is set".into(),
+            });
+        }
+        if access_proto == AccessProto::Http && access_key.is_none() {
+            return Err(MetadataError::Missing {
+                key: "accessKey",
+                why: "with accessProto http (every request is signed)".into(),
+            });
+        }
+
+        let instance_id = match p.get("instanceId") {
+            Some(v) if !valid_group(v) => {
+                return Err(invalid(
+                    "instanceId",
+                    v,
+                    "an instance id such as MQ_INST_1234567890_BXXXXXXX (letters, digits, '_', '-', '.')",
+                ));
+            }
+            v => v.map(str::to_string),
+        };
+        let consumer_group = match p.get("consumerGroup") {
+            Some(v) if !valid_group(v) => {
+                return Err(invalid(
+                    "consumerGroup",
+                    v,
+                    "a group name of letters, digits, '%', '|', '_', '-', '.' (at most 255)",
+                ));
+            }
+            Some(v) => v.to_string(),
+            None => DEFAULT_CONSUMER_GROUP.to_string(),
+        };
+        let producer_group = match p.get("producerGroup") {
+            Some(v) if !valid_group(v) => {
+                return Err(invalid(
+                    "producerGroup",
+                    v,
+                    "a group name of letters, digits, '%', '|', '_', '-', '.' (at most 255)",
+                ));
+            }
+            Some(v) => v.to_string(),
+            None => DEFAULT_PRODUCER_GROUP.to_string(),
+        };
+
+        let consumer_batch_size = match p.get("consumerBatchSize") {
+            Some(v) => {
+                let max = if access_proto == AccessProto::Http { 16 } else { 1024 };
+                Some(parse_int("consumerBatchSize", v, 1, max)? as u32)
+            }
+            None => None,
+        };
+        let consumer_thread_nums = match p.get("consumerThreadNums") {
+            Some(v) => parse_int("consumerThreadNums", v, 1, 256)? as u32,
+            None => 16,
+        };
+        let retries = match p.get("retries") {
+            Some(v) => Some(parse_int("retries", v, 0, 64)? as u32),
+            None => None,
+        };
+        let topics = match p.get("topics") {
+            Some(v) => parse_topics(v)?,
+            None if role == Role::Input => {
+                return Err(MetadataError::Missing {
+                    key: "topics",
+                    why: "for an input binding (comma-separated `topic` or `topic||tagA||tagB`)"
+                        .into(),
+                });
+            }
+            None => Vec::new(),
+        };
+        let send_timeout = match p.get("sendTimeout") {
+            Some(v) => {
+                let d = parse_duration("sendTimeout", v)?;
+                if d < Duration::from_millis(10) || d > Duration::from_secs(300) {
+                    return Err(invalid("sendTimeout", v, "a duration from 10ms to 5m"));
+                }
+                d
+            }
+            None => Duration::from_secs(3),
+        };
+        let consumer_model = match p.get("consumerModel") {
+            None => ConsumerModel::Clustering,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "clustering" => ConsumerModel::Clustering,
+                "broadcasting" => ConsumerModel::Broadcasting,
+                _ => {
+                    return Err(invalid(
+                        "consumerModel",
+                        v,
+                        "`clustering` (default) or `broadcasting`",
+                    ));
+                }
+            },
+        };
+        let from_where = match p.get("fromWhere") {
+            None => FromWhere::LastOffset,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "consumefromlastoffset" | "lastoffset" | "last" => FromWhere::LastOffset,
+                "consumefromfirstoffset" | "firstoffset" | "first" => FromWhere::FirstOffset,
+                "consumefromtimestamp" | "timestamp" => {
+                    let ts = p.get("consumeTimestamp").ok_or(MetadataError::Missing {
+                        key: "consumeTimestamp",
+                        why: "when fromWhere is ConsumeFromTimestamp (format yyyyMMddHHmmss)"
+                            .into(),
+                    })?;
+                    if ts.len() != 14 || !ts.chars().all(|c| c.is_ascii_digit()) {
+                        return Err(invalid(
+                            "consumeTimestamp",
+                            ts,
+                            "a timestamp yyyyMMddHHmmss such as 20260101120000",
+                        ));
+                    }
+                    FromWhere::Timestamp(ts.to_string())
+                }
+                _ => {
+                    return Err(invalid(
+                        "fromWhere",
+                        v,
+                        "ConsumeFromLastOffset (default), ConsumeFromFirstOffset or ConsumeFromTimestamp",
+                    ));
+                }
+            },
+        };
+        let consume_orderly = match p.get("consumeOrderly") {
+            Some(v) => parse_bool("consumeOrderly", v)?,
+            None => false,
+        };
+        let max_reconsume_times = match p.get("maxReconsumeTimes") {
+            // -1 is RocketMQ's "default" (16).
+            Some(v) => match parse_int("maxReconsumeTimes", v, -1, 1000)? {
+                -1 => 16,
+                n => n as u32,
+            },
+            // The Go binding fed `retries` into WithMaxReconsumeTimes as well.
+            None => retries.unwrap_or(16),
+        };
+        let max_in_flight = match p.get("maxInFlight") {
+            Some(v) => parse_int("maxInFlight", v, 1, 100_000)? as usize,
+            None => 64,
+        };
+        let back_off = decode_back_off(&p)?;
+
+        let mut ignored_keys: Vec<String> = p
+            .map
+            .iter()
+            .filter(|(lower, _)| !KNOWN_KEYS.iter().any(|k| k.eq_ignore_ascii_case(lower)))
+            .map(|(_, (orig, _))| (*orig).to_string())
+            .collect();
+        ignored_keys.sort();
+
+        Ok(Settings {
+            access_proto,
+            name_servers,
+            name_server_domain,
+            endpoint,
+            access_key,
+            secret_key,
+            security_token,
+            instance_id,
+            consumer_group,
+            producer_group,
+            consumer_batch_size,
+            consumer_thread_nums,
+            retries: retries.unwrap_or(2),
+            topics,
+            send_timeout,
+            consumer_model,
+            from_where,
+            consume_orderly,
+            max_reconsume_times,
+            max_in_flight,
+            back_off,
+            ignored_keys,
+        })
+    }
+
+    /// Where the transport connects, for messages (no credentials).
+    pub fn target(&self) -> String {
+        match self.access_proto {
+            AccessProto::Http => self.endpoint.clone().unwrap_or_default(),
+            AccessProto::Tcp => match &self.name_server_domain {
+                Some(d) => d.clone(),
+                None => self.name_servers.join(";"),
+            },
+        }
+    }
+}
+
+fn decode_back_off(p: &Props<'_>) -> Result<BackOff, MetadataError> {
+    let mut b = BackOff::default();
+    if let Some(v) = p.get("backOffPolicy") {
+        b.configured = true;
+        match v.to_ascii_lowercase().as_str() {
+            "constant" | "exponential" => b.policy = v.to_ascii_lowercase(),
+            _ => return Err(invalid("backOffPolicy", v, "`constant` or `exponential`")),
+        }
+    }
+    if let Some(v) = p.get("backOffDuration") {
+        b.configured = true;
+        b.duration = parse_duration("backOffDuration", v)?;
+    }
+    for key in [
+        "backOffInitialInterval",
+        "backOffMaxInterval",
+        "backOffMaxElapsedTime",
+    ] {
+        if let Some(v) = p.get(key) {
+            b.configured = true;
+            parse_duration(key, v)?;
+        }
+    }
+    for key in ["backOffRandomizationFactor", "backOffMultiplier"] {
+        if let Some(v) = p.get(key) {
+            b.configured = true;
+            match v.parse::<f64>() {
+                Ok(f) if f.is_finite() && f >= 0.0 => {}
+                _ => return Err(invalid(key, v, "a non-negative number such as 1.5")),
+            }
+        }
+    }
+    if let Some(v) = p.get("backOffMaxRetries") {
+        b.configured = true;
+        b.max_retries = parse_int("backOffMaxRetries", v, -1, i64::from(i32::MAX))?;
+    }
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn props(kv: &[(&str, &str)]) -> HashMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn tcp(extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut m = props(&[("nameServer", "127.0.0.1:9876"), ("topics", "t1")]);
+        m.extend(props(extra));
+        m
+    }
+
+    fn err(kv: HashMap<String, String>, role: Role) -> String {
+        Settings::decode(&kv, role).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_for_minimal_tcp() {
+        let s = Settings::decode(&tcp(&[]), Role::Input).unwrap();
+        assert_eq!(s.access_proto, AccessProto::Tcp);
+        assert_eq!(s.name_servers, vec!["127.0.0.1:9876"]);
+        assert_eq!(s.consumer_group, DEFAULT_CONSUMER_GROUP);
+        assert_eq!(s.producer_group, DEFAULT_PRODUCER_GROUP);
+        assert_eq!(s.send_timeout, Duration::from_secs(3));
+        assert_eq!(s.retries, 2);
+        assert_eq!(s.max_reconsume_times, 16);
+        assert_eq!(s.max_in_flight, 64);
+        assert_eq!(s.consumer_model, ConsumerModel::Clustering);
+        assert_eq!(s.from_where, FromWhere::LastOffset);
+        assert!(!s.consume_orderly);
+        assert_eq!(
+            s.topics,
+            vec![Subscription {
+                topic: "t1".into(),
+                expression: "*".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn keys_are_case_insensitive_and_unknown_keys_ignored() {
+        let kv = props(&[
+            ("NAMESERVER", "127.0.0.1:9876"),
+            ("Topics", "a"),
+            ("direction", "input, output"),
+            ("route", "/x"),
+            ("consumergroup", "g1"),
+        ]);
+        let s = Settings::decode(&kv, Role::Input).unwrap();
+        assert_eq!(s.consumer_group, "g1");
+        assert_eq!(s.ignored_keys, vec!["direction", "route"]);
+    }
+
+    #[test]
+    fn duplicate_keys_after_lowercasing_are_rejected() {
+        let kv = tcp(&[("consumerGroup", "a"), ("CONSUMERGROUP", "b")]);
+        let e = err(kv, Role::Input);
+        assert!(e.contains("CONSUMERGROUP") && e.contains("consumerGroup"), "{e}");
+        assert!(e.contains("duplicate"), "{e}");
+    }
+
+    #[test]
+    fn topics_with_tags_spaces_trimmed() {
+        let s = Settings::decode(
+            &tcp(&[("topics", " t1 || TagA || TagB , t2, t3||*")]),
+            Role::Input,
+        )
+        .unwrap();
+        assert_eq!(s.topics[0].topic, "t1");
+        assert_eq!(s.topics[0].expression, "TagA||TagB");
+        assert_eq!(s.topics[0].tags(), Some(vec!["TagA", "TagB"]));
+        assert_eq!(s.topics[1].expression, "*");
+        assert_eq!(s.topics[2].expression, "*");
+        assert_eq!(s.topics[2].tags(), None);
+    }
+
+    #[test]
+    fn topics_rejections_name_the_key_and_value() {
+        for bad in ["bad topic", "t1||", "t1||a b", "t1,t1", "t1||*||a", "ü"] {
+            let e = err(tcp(&[("topics", bad)]), Role::Input);
+            assert!(e.contains("`topics`"), "{bad}: {e}");
+            assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
+            assert!(e.contains("expected"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn required_keys() {
+        let e = err(props(&[("topics", "t")]), Role::Input);
+        assert!(e.contains("`nameServer` is required"), "{e}");
+        let e = err(props(&[("nameServer", "h:1")]), Role::Input);
+        assert!(e.contains("`topics` is required"), "{e}");
+        // Output does not need topics.
+        Settings::decode(&props(&[("nameServer", "h:1")]), Role::Output).unwrap();
+        // nameServerDomain replaces nameServer.
+        Settings::decode(
+            &props(&[("nameServerDomain", "http://127.0.0.1:8080/ns")]),
+            Role::Output,
+        )
+        .unwrap();
+        let e = err(props(&[("accessProto", "http")]), Role::Output);
+        assert!(e.contains("`endpoint` is required"), "{e}");
+        let e = err(
+            props(&[("accessProto", "http"), ("endpoint", "http://127.0.0.1:9880")]),
+            Role::Output,
+        );
+        assert!(e.contains("`accessKey` is required"), "{e}");
+    }
+
+    #[test]
+    fn name_server_forms() {
+        let s = Settings::decode(
+            &props(&[("nameServer", "http://a:9876; b:9877 ,c:1")]),
+            Role::Output,
+        )
+        .unwrap();
+        assert_eq!(s.name_servers, vec!["a:9876", "b:9877", "c:1"]);
+        for bad in ["a", "a:", "a:0", "a:70000", "https://a:1/x"] {
+            let e = err(props(&[("nameServer", bad)]), Role::Output);
+            assert!(e.contains("`nameServer`") && e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn every_rejection_names_key_value_and_expectation() {
+        let cases: &[(&str, &str)] = &[
+            ("accessProto", "tcp-cgo"),
+            ("consumerBatchSize", "0"),
+            ("consumerBatchSize", "x"),
+            ("consumerThreadNums", "-1"),
+            ("retries", "many"),
+            ("sendTimeout", "3 parsecs"),
+            ("sendTimeout", "0ms"),
+            ("consumerModel", "fanout"),
+            ("fromWhere", "yesterday"),
+            ("consumeOrderly", "maybe"),
+            ("maxReconsumeTimes", "-5"),
+            ("maxInFlight", "0"),
+            ("backOffPolicy", "linear"),
+            ("backOffDuration", "soon"),
+            ("backOffMaxRetries", "x"),
+            ("backOffMultiplier", "-1"),
+            ("nameServerDomain", "ftp://x"),
+            ("consumerGroup", "has space"),
+            ("instanceId", "bad/id"),
+        ];
+        for (k, v) in cases {
+            let e = err(tcp(&[(k, v)]), Role::Input);
+            assert!(e.contains(&format!("`{k}`")), "{k}={v}: {e}");
+            assert!(e.contains(&format!("{v:?}")), "{k}={v}: {e}");
+            assert!(e.contains("expected"), "{k}={v}: {e}");
+        }
+    }
+
+    #[test]
+    fn http_batch_size_capped_at_16() {
+        let base = [
+            ("accessProto", "http"),
+            ("endpoint", "http://127.0.0.1:9880"),
+            ("accessKey", "ak"),
+            ("secretKey", "sk"),
+            ("topics", "t"),
+        ];
+        let mut kv = props(&base);
+        kv.insert("consumerBatchSize".into(), "16".into());
+        assert_eq!(
+            Settings::decode(&kv, Role::Input).unwrap().consumer_batch_size,
+            Some(16)
+        );
+        kv.insert("consumerBatchSize".into(), "17".into());
+        let e = err(kv, Role::Input);
+        assert!(e.contains("from 1 to 16"), "{e}");
+    }
+
+    #[test]
+    fn truthy_bools_and_durations() {
+        for t in ["true", "TRUE", "yes", "on", "1", "t", "y"] {
+            assert!(parse_bool("k", t).unwrap());
+        }
+        for f in ["false", "no", "off", "0", "f", "n"] {
+            assert!(!parse_bool("k", f).unwrap());
+        }
+        assert_eq!(parse_duration("k", "1500").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("k", "1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("k", "1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("k", "250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("k", "2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("k", "5").is_ok());
+        assert!(parse_duration("k", "s").is_err());
+        assert!(parse_duration("k", "-1s").is_err());
+        assert!(parse_duration("k", "1d").is_err());
+    }
+
+    #[test]
+    fn from_where_timestamp_requires_consume_timestamp() {
+        let e = err(tcp(&[("fromWhere", "ConsumeFromTimestamp")]), Role::Input);
+        assert!(e.contains("`consumeTimestamp` is required"), "{e}");
+        let e = err(
+            tcp(&[
+                ("fromWhere", "ConsumeFromTimestamp"),
+                ("consumeTimestamp", "2026-01-01"),
+            ]),
+            Role::Input,
+        );
+        assert!(e.contains("`consumeTimestamp`"), "{e}");
+        let s = Settings::decode(
+            &tcp(&[
+                ("fromWhere", "consumeFromTimestamp"),
+                ("consumeTimestamp", "20260101120000"),
+            ]),
+            Role::Input,
+        )
+        .unwrap();
+        assert_eq!(s.from_where, FromWhere::Timestamp("20260101120000".into()));
+        let s = Settings::decode(&tcp(&[("fromWhere", "ConsumeFromFirstOffset")]), Role::Input)
+            .unwrap();
+        assert_eq!(s.from_where, FromWhere::FirstOffset);
+    }
+
+    #[test]
+    fn retries_feed_max_reconsume_times_like_the_go_binding() {
+        let s = Settings::decode(&tcp(&[("retries", "3")]), Role::Input).unwrap();
+        assert_eq!(s.retries, 3);
+        assert_eq!(s.max_reconsume_times, 3);
+        let s = Settings::decode(
+            &tcp(&[("retries", "3"), ("maxReconsumeTimes", "-1")]),
+            Role::Input,
+        )
+        .unwrap();
+        assert_eq!(s.max_reconsume_times, 16);
+    }
+
+    #[test]
+    fn back_off_keys_are_accepted() {
+        let s = Settings::decode(
+            &tcp(&[
+                ("backOffPolicy", "exponential"),
+                ("backOffDuration", "1s"),
+                ("backOffInitialInterval", "500ms"),
+                ("backOffMaxRetries", "3"),
+                ("backOffMultiplier", "1.5"),
+            ]),
+            Role::Input,
+        )
+        .unwrap();
+        assert!(s.back_off.configured);
+        assert_eq!(s.back_off.policy, "exponential");
+        assert_eq!(s.back_off.max_retries, 3);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_and_errors() {
+        let secret = "s3cr3t-VALUE-do-not-print";
+        let s = Settings::decode(
+            &tcp(&[
+                ("accessKey", "ak"),
+                ("secretKey", secret),
+                ("securityToken", secret),
+            ]),
+            Role::Input,
+        )
+        .unwrap();
+        assert_eq!(s.secret_key.as_ref().unwrap().expose_secret(), secret);
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains(secret), "{dbg}");
+        assert!(dbg.contains("REDACTED"), "{dbg}");
+        // A secret without its access key is an error that does not echo the secret.
+        let e = err(tcp(&[("secretKey", secret)]), Role::Input);
+        assert!(!e.contains(secret), "{e}");
+        assert!(e.contains("`accessKey`"), "{e}");
+    }
+}
