@@ -72,7 +72,12 @@ impl SocketArgs {
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Log format (verbosity: RUST_LOG, default info).
-    #[arg(long, env = "ROCKETMQ_BINDING_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "ROCKETMQ_BINDING_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     log_format: LogFormat,
     /// On SIGTERM/SIGINT, how long to wait for in-flight acks before releasing them.
     #[arg(long, env = "ROCKETMQ_BINDING_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
@@ -93,7 +98,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -113,6 +121,13 @@ pub fn main() -> ExitCode {
 
 async fn serve(socket: SocketArgs, args: ServeArgs) -> ExitCode {
     let (opts, source) = socket.resolve();
+    let signal = match daemon::shutdown_signal() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
     let bound = match daemon::bind(&opts) {
         Ok(b) => b,
         Err(e) => {
@@ -122,7 +137,7 @@ async fn serve(socket: SocketArgs, args: ServeArgs) -> ExitCode {
     };
     tracing::info!(
         socket = %bound.path().display(),
-        folder_from = source,
+        folder_from = %source,
         component_type = %format!("bindings.{}", opts.name.to_lowercase()),
         version = env!("CARGO_PKG_VERSION"),
         "socket ready"
@@ -133,7 +148,7 @@ async fn serve(socket: SocketArgs, args: ServeArgs) -> ExitCode {
         ServeOptions {
             shutdown_timeout: args.shutdown_timeout,
         },
-        daemon::shutdown_signal(),
+        signal,
     )
     .await;
     match result {

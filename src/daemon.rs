@@ -30,7 +30,10 @@ use crate::{
         input::{InputService, Lifecycle},
         instances::Instances,
         output::OutputService,
-        proto::{self, input_binding_server::InputBindingServer, output_binding_server::OutputBindingServer},
+        proto::{
+            self, input_binding_server::InputBindingServer,
+            output_binding_server::OutputBindingServer,
+        },
     },
     transport::Connector,
 };
@@ -61,9 +64,7 @@ pub enum DaemonError {
         source: std::io::Error,
     },
     /// Another server already answers on the socket.
-    #[error(
-        "another server is already listening on {0}; stop it or choose another --socket-name"
-    )]
+    #[error("another server is already listening on {0}; stop it or choose another --socket-name")]
     SocketInUse(PathBuf),
     /// The gRPC server failed.
     #[error("gRPC server failed: {0}")]
@@ -135,7 +136,8 @@ pub fn bind(opts: &SocketOptions) -> Result<BoundSocket, DaemonError> {
         let path = path.to_path_buf();
         move |source| DaemonError::Io { what, path, source }
     };
-    std::fs::create_dir_all(&opts.folder).map_err(io("cannot create socket folder", &opts.folder))?;
+    std::fs::create_dir_all(&opts.folder)
+        .map_err(io("cannot create socket folder", &opts.folder))?;
     let path = opts.path();
     if std::fs::symlink_metadata(&path).is_ok() {
         if std::os::unix::net::UnixStream::connect(&path).is_ok() {
@@ -229,14 +231,20 @@ pub async fn serve(
         .await;
     life.shutdown.cancel();
     life.tracker.close();
-    if tokio::time::timeout(opts.shutdown_timeout + Duration::from_secs(1), life.tracker.wait())
-        .await
-        .is_err()
+    if tokio::time::timeout(
+        opts.shutdown_timeout + Duration::from_secs(1),
+        life.tracker.wait(),
+    )
+    .await
+    .is_err()
     {
         tracing::warn!("read streams did not end in time");
     }
     server_stop.cancel();
-    if tokio::time::timeout(Duration::from_secs(3), &mut server).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(3), &mut server)
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after 3 s; closing them");
         server.abort();
     }
@@ -251,15 +259,19 @@ pub async fn serve(
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Installs SIGTERM and SIGINT handlers now (before the socket is bound, so a signal
+/// sent as soon as the socket answers is never lost) and returns a future that resolves
+/// on the first of them.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }
 
 /// A gRPC channel to a Unix socket (used by `healthcheck`, the client and tests).
@@ -288,7 +300,10 @@ mod tests {
                     .map(|(_, v)| v.to_string())
             }
         };
-        let (f, src) = resolve_socket_folder(Some("/flag".into()), env(&[("DAPR_COMPONENTS_SOCKETS_FOLDER", "/a")]));
+        let (f, src) = resolve_socket_folder(
+            Some("/flag".into()),
+            env(&[("DAPR_COMPONENTS_SOCKETS_FOLDER", "/a")]),
+        );
         assert_eq!((f.to_str().unwrap(), src), ("/flag", "--socket-folder"));
         let all = &[
             ("DAPR_COMPONENTS_SOCKETS_FOLDER", "/a"),
@@ -296,8 +311,14 @@ mod tests {
             ("DAPR_COMPONENT_SOCKET_FOLDER", "/c"),
         ];
         assert_eq!(resolve_socket_folder(None, env(all)).0, PathBuf::from("/a"));
-        assert_eq!(resolve_socket_folder(None, env(&all[1..])).0, PathBuf::from("/b"));
-        assert_eq!(resolve_socket_folder(None, env(&all[2..])).1, "DAPR_COMPONENT_SOCKET_FOLDER");
+        assert_eq!(
+            resolve_socket_folder(None, env(&all[1..])).0,
+            PathBuf::from("/b")
+        );
+        assert_eq!(
+            resolve_socket_folder(None, env(&all[2..])).1,
+            "DAPR_COMPONENT_SOCKET_FOLDER"
+        );
         assert_eq!(
             resolve_socket_folder(None, env(&[])),
             (PathBuf::from(DEFAULT_SOCKET_FOLDER), "default")

@@ -279,11 +279,7 @@ pub fn parse_bool(key: &'static str, v: &str) -> Result<bool, MetadataError> {
 pub fn parse_int(key: &'static str, v: &str, min: i64, max: i64) -> Result<i64, MetadataError> {
     match v.trim().parse::<i64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(invalid(
-            key,
-            v,
-            format!("an integer from {min} to {max}"),
-        )),
+        _ => Err(invalid(key, v, format!("an integer from {min} to {max}"))),
     }
 }
 
@@ -399,7 +395,10 @@ pub fn parse_topics(v: &str) -> Result<Vec<Subscription>, MetadataError> {
             }
             "*".to_string()
         } else {
-            if tags.iter().any(|t| t.is_empty() || t.contains(char::is_whitespace)) {
+            if tags
+                .iter()
+                .any(|t| t.is_empty() || t.contains(char::is_whitespace))
+            {
                 return Err(invalid(
                     "topics",
                     v,
@@ -430,15 +429,13 @@ pub fn parse_topics(v: &str) -> Result<Vec<Subscription>, MetadataError> {
 pub fn valid_topic(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 127
-        && t
-            .chars()
+        && t.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-'))
 }
 
 fn valid_group(g: &str) -> bool {
     g.len() <= 255
-        && g
-            .chars()
+        && g.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-' | '.'))
 }
 
@@ -507,7 +504,9 @@ impl Settings {
         }
 
         let access_key = p.get("accessKey").map(str::to_string);
-        let secret_key = p.get("secretKey").map(|s| SecretString::from(s.to_string()));
+        let secret_key = p
+            .get("secretKey")
+            .map(|s| SecretString::from(s.to_string()));
         let security_token = p
             .get("securityToken")
             .map(|s| SecretString::from(s.to_string()));
@@ -569,7 +568,11 @@ impl Settings {
 
         let consumer_batch_size = match p.get("consumerBatchSize") {
             Some(v) => {
-                let max = if access_proto == AccessProto::Http { 16 } else { 1024 };
+                let max = if access_proto == AccessProto::Http {
+                    16
+                } else {
+                    1024
+                };
                 Some(parse_int("consumerBatchSize", v, 1, max)? as u32)
             }
             None => None,
@@ -812,7 +815,10 @@ mod tests {
     fn duplicate_keys_after_lowercasing_are_rejected() {
         let kv = tcp(&[("consumerGroup", "a"), ("CONSUMERGROUP", "b")]);
         let e = err(kv, Role::Input);
-        assert!(e.contains("CONSUMERGROUP") && e.contains("consumerGroup"), "{e}");
+        assert!(
+            e.contains("CONSUMERGROUP") && e.contains("consumerGroup"),
+            "{e}"
+        );
         assert!(e.contains("duplicate"), "{e}");
     }
 
@@ -858,7 +864,10 @@ mod tests {
         let e = err(props(&[("accessProto", "http")]), Role::Output);
         assert!(e.contains("`endpoint` is required"), "{e}");
         let e = err(
-            props(&[("accessProto", "http"), ("endpoint", "http://127.0.0.1:9880")]),
+            props(&[
+                ("accessProto", "http"),
+                ("endpoint", "http://127.0.0.1:9880"),
+            ]),
             Role::Output,
         );
         assert!(e.contains("`accessKey` is required"), "{e}");
@@ -874,7 +883,10 @@ mod tests {
         assert_eq!(s.name_servers, vec!["a:9876", "b:9877", "c:1"]);
         for bad in ["a", "a:", "a:0", "a:70000", "https://a:1/x"] {
             let e = err(props(&[("nameServer", bad)]), Role::Output);
-            assert!(e.contains("`nameServer`") && e.contains(&format!("{bad:?}")), "{e}");
+            assert!(
+                e.contains("`nameServer`") && e.contains(&format!("{bad:?}")),
+                "{e}"
+            );
         }
     }
 
@@ -921,7 +933,9 @@ mod tests {
         let mut kv = props(&base);
         kv.insert("consumerBatchSize".into(), "16".into());
         assert_eq!(
-            Settings::decode(&kv, Role::Input).unwrap().consumer_batch_size,
+            Settings::decode(&kv, Role::Input)
+                .unwrap()
+                .consumer_batch_size,
             Some(16)
         );
         kv.insert("consumerBatchSize".into(), "17".into());
@@ -937,11 +951,26 @@ mod tests {
         for f in ["false", "no", "off", "0", "f", "n"] {
             assert!(!parse_bool("k", f).unwrap());
         }
-        assert_eq!(parse_duration("k", "1500").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("k", "1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("k", "1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("k", "250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("k", "2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(
+            parse_duration("k", "1500").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            parse_duration("k", "1m30s").unwrap(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            parse_duration("k", "1.5s").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            parse_duration("k", "250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            parse_duration("k", "2h").unwrap(),
+            Duration::from_secs(7200)
+        );
         assert!(parse_duration("k", "5").is_ok());
         assert!(parse_duration("k", "s").is_err());
         assert!(parse_duration("k", "-1s").is_err());
@@ -969,8 +998,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.from_where, FromWhere::Timestamp("20260101120000".into()));
-        let s = Settings::decode(&tcp(&[("fromWhere", "ConsumeFromFirstOffset")]), Role::Input)
-            .unwrap();
+        let s = Settings::decode(
+            &tcp(&[("fromWhere", "ConsumeFromFirstOffset")]),
+            Role::Input,
+        )
+        .unwrap();
         assert_eq!(s.from_where, FromWhere::FirstOffset);
     }
 

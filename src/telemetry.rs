@@ -4,6 +4,8 @@
 //! Nothing in this crate logs raw Init requests or secret values; secrets live in
 //! `secrecy::SecretString` from the moment metadata is decoded.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt};
 
 /// Log line format (`--log-format`).
@@ -21,6 +23,7 @@ pub fn init(format: LogFormat) {
     let builder = fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(true);
     let result = match format {
         LogFormat::Text => builder.try_init(),

@@ -34,8 +34,8 @@ use super::{
     instance_of,
     instances::{InputInstance, Instances},
     proto::{
-        InputBindingInitRequest, InputBindingInitResponse, PingRequest, PingResponse,
-        ReadRequest, ReadResponse, input_binding_server::InputBinding,
+        InputBindingInitRequest, InputBindingInitResponse, PingRequest, PingResponse, ReadRequest,
+        ReadResponse, input_binding_server::InputBinding,
     },
 };
 use crate::{

@@ -221,7 +221,10 @@ impl Instances {
             queue: Mutex::new(None),
         });
         if let Some(old) = self.inputs.replace(name, inst) {
-            tracing::info!(instance = name, "re-initialised: closing the previous consumer");
+            tracing::info!(
+                instance = name,
+                "re-initialised: closing the previous consumer"
+            );
             tokio::spawn(async move { old.close().await });
         }
         Ok(())
@@ -236,7 +239,10 @@ impl Instances {
         let common = self.build(name, properties, Role::Output).await?;
         let inst = Arc::new(OutputInstance { common });
         if let Some(old) = self.outputs.replace(name, inst) {
-            tracing::info!(instance = name, "re-initialised: closing the previous producer");
+            tracing::info!(
+                instance = name,
+                "re-initialised: closing the previous producer"
+            );
             tokio::spawn(async move { old.common.close().await });
         }
         Ok(())

@@ -45,7 +45,10 @@ impl OutputBinding for OutputService {
         Ok(Response::new(OutputBindingInitResponse {}))
     }
 
-    async fn invoke(&self, req: Request<InvokeRequest>) -> Result<Response<InvokeResponse>, Status> {
+    async fn invoke(
+        &self,
+        req: Request<InvokeRequest>,
+    ) -> Result<Response<InvokeResponse>, Status> {
         let name = instance_of(&req);
         let inst = self.instances.output(&name)?;
         let req = req.into_inner();

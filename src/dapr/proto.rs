@@ -8,5 +8,4 @@
 tonic::include_proto!("dapr.proto.components.v1");
 
 /// The encoded descriptor set of the component protos, served by gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    tonic::include_file_descriptor_set!("components_descriptor");
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("components_descriptor");

@@ -66,7 +66,11 @@ impl MemoryConnector {
 }
 
 fn cluster(s: &Settings) -> String {
-    format!("{}#{}", s.target(), s.instance_id.clone().unwrap_or_default())
+    format!(
+        "{}#{}",
+        s.target(),
+        s.instance_id.clone().unwrap_or_default()
+    )
 }
 
 impl Connector for MemoryConnector {

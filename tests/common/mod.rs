@@ -16,8 +16,8 @@ use rocketmq_binding::{
     daemon::{self, ServeOptions, SocketOptions},
     dapr::proto::{
         AckResponseError, InputBindingInitRequest, InvokeRequest, InvokeResponse,
-        ListOperationsRequest, MetadataRequest, OutputBindingInitRequest, PingRequest,
-        ReadRequest, ReadResponse, input_binding_client::InputBindingClient,
+        ListOperationsRequest, MetadataRequest, OutputBindingInitRequest, PingRequest, ReadRequest,
+        ReadResponse, input_binding_client::InputBindingClient,
         output_binding_client::OutputBindingClient,
     },
     transport::Connector,
@@ -237,7 +237,10 @@ impl TestDaemon {
         Self::start_with(connector, Duration::from_secs(5)).await
     }
 
-    pub async fn start_with(connector: Arc<dyn Connector>, shutdown_timeout: Duration) -> TestDaemon {
+    pub async fn start_with(
+        connector: Arc<dyn Connector>,
+        shutdown_timeout: Duration,
+    ) -> TestDaemon {
         let dir = tempfile::tempdir().unwrap();
         let opts = SocketOptions {
             folder: dir.path().to_path_buf(),

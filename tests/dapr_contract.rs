@@ -1,0 +1,466 @@
+//! The Dapr contract over a real Unix socket, driven by a daprd-like client, with the
+//! in-memory transport double below the Dapr layer. Ports the components-contrib bindings
+//! conformance steps (init, ping, operations, read, create, verify read, close) and the
+//! daemon issue's cases.
+
+mod common;
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use common::{Daprd, TestDaemon, memory::MemoryConnector, props};
+use rocketmq_binding::metadata::Role;
+use tonic::Code;
+
+fn tcp_props(ns: &str, topics: &str) -> std::collections::HashMap<String, String> {
+    props(&[("nameServer", ns), ("topics", topics)])
+}
+
+async fn setup() -> (MemoryConnector, TestDaemon, Daprd) {
+    let broker = MemoryConnector::new();
+    let d = TestDaemon::start(Arc::new(broker.clone())).await;
+    let c = d.daprd().await;
+    (broker, d, c)
+}
+
+#[tokio::test]
+async fn conformance_init_ping_operations_read_create_verify_close() {
+    let (broker, d, c) = setup().await;
+    // Discovery: reflection v1alpha lists both binding services.
+    let services = c.list_services_v1alpha().await;
+    assert!(
+        services.contains(&"dapr.proto.components.v1.InputBinding".to_string()),
+        "{services:?}"
+    );
+    assert!(
+        services.contains(&"dapr.proto.components.v1.OutputBinding".to_string()),
+        "{services:?}"
+    );
+    // init
+    let p = tcp_props("127.0.0.1:9876", "orders");
+    c.init_input("orders", p.clone()).await.unwrap();
+    c.init_output("orders", p).await.unwrap();
+    // ping
+    c.ping_input("orders").await.unwrap();
+    c.ping_output("orders").await.unwrap();
+    // operations
+    assert_eq!(c.list_operations("orders").await.unwrap(), vec!["create"]);
+    // read
+    let mut read = c.read("orders").await.unwrap();
+    // create
+    let data = br#"[{"eventType":"test","eventTime":"2018-01-25T22:12:19.4556811Z","subject":"dapr-conf-tests","id":"A234-1234-1234","data":"root/>"}]"#;
+    let resp = c.invoke("orders", "create", data, &[]).await.unwrap();
+    assert_eq!(resp.metadata["rocketmq-topic"], "orders");
+    // verify read
+    let m = read.next().await;
+    assert_eq!(&m.data[..], &data[..]);
+    assert_eq!(m.metadata["rocketmq-topic"], "orders");
+    assert!(!m.message_id.is_empty());
+    assert_eq!(m.content_type, "text/plain");
+    read.ack(&m.message_id).await;
+    wait_for(|| broker.state().confirmed.len() == 1).await;
+    // close
+    drop(read);
+    d.shutdown().await;
+    assert!(
+        broker.state().closes.len() >= 2,
+        "transports closed on shutdown"
+    );
+}
+
+async fn wait_for(mut f: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not reached within 5 s");
+}
+
+#[tokio::test]
+async fn acks_out_of_order_are_matched_by_message_id() {
+    let (broker, _d, c) = setup().await;
+    let p = tcp_props("h:1", "t");
+    c.init_input("a", p.clone()).await.unwrap();
+    c.init_output("a", p).await.unwrap();
+    for i in 0..10 {
+        c.invoke("a", "create", format!("m{i}").as_bytes(), &[])
+            .await
+            .unwrap();
+    }
+    let mut read = c.read("a").await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        got.push(read.next().await);
+    }
+    let ids: HashSet<_> = got.iter().map(|m| m.message_id.clone()).collect();
+    assert_eq!(ids.len(), 10, "ids unique per stream");
+    // Ack in reverse order, with unknown and repeated ids mixed in (ignored).
+    read.ack("no-such-id").await;
+    for m in got.iter().rev() {
+        read.ack(&m.message_id).await;
+    }
+    read.ack(&got[0].message_id).await;
+    wait_for(|| broker.state().confirmed.len() == 10).await;
+    let mut bodies = broker.confirmed_bodies();
+    bodies.sort();
+    let mut want: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    want.sort();
+    assert_eq!(bodies, want);
+    assert!(broker.state().released.is_empty());
+}
+
+#[tokio::test]
+async fn unknown_operation_is_invalid_argument_listing_supported() {
+    let (_b, _d, c) = setup().await;
+    c.init_output("o", tcp_props("h:1", "t")).await.unwrap();
+    let e = c.invoke("o", "delete", b"x", &[]).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("\"delete\"") && e.message().contains("create"),
+        "{}",
+        e.message()
+    );
+}
+
+#[tokio::test]
+async fn uninitialised_instance_is_failed_precondition_naming_it() {
+    let (_b, _d, c) = setup().await;
+    let e = c.invoke("ghost", "create", b"x", &[]).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("\"ghost\""), "{}", e.message());
+    let e = c.read("ghost").await.err().expect("read must fail");
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("\"ghost\""));
+    let e = c.ping_input("ghost").await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    let e = c.ping_output("ghost").await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    // Initialising the input side does not make the output side exist.
+    c.init_input("half", tcp_props("h:1", "t")).await.unwrap();
+    let e = c.invoke("half", "create", b"x", &[]).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn missing_header_uses_the_default_instance() {
+    let (_b, _d, c) = setup().await;
+    c.init_output("", tcp_props("h:1", "t")).await.unwrap();
+    c.invoke("", "create", b"x", &[]).await.unwrap();
+    let e = c.invoke("named", "create", b"x", &[]).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn two_instances_on_one_socket_are_isolated() {
+    let (broker, _d, c) = setup().await;
+    // Same topic name, different clusters.
+    c.init_input("a", tcp_props("a:9876", "t")).await.unwrap();
+    c.init_output("a", tcp_props("a:9876", "t")).await.unwrap();
+    c.init_input("b", tcp_props("b:9876", "t")).await.unwrap();
+    c.init_output("b", tcp_props("b:9876", "t")).await.unwrap();
+    let mut ra = c.read("a").await.unwrap();
+    let mut rb = c.read("b").await.unwrap();
+    c.invoke("a", "create", b"for-a", &[]).await.unwrap();
+    c.invoke("b", "create", b"for-b", &[]).await.unwrap();
+    let ma = ra.next().await;
+    let mb = rb.next().await;
+    assert_eq!(&ma.data[..], b"for-a");
+    assert_eq!(&mb.data[..], b"for-b");
+    assert!(ra.next_within(Duration::from_millis(300)).await.is_none());
+    assert!(rb.next_within(Duration::from_millis(300)).await.is_none());
+    // Each instance has its own transports.
+    let opens = broker.state().opens.clone();
+    assert_eq!(opens.iter().filter(|(n, _)| n == "a").count(), 2);
+    assert_eq!(opens.iter().filter(|(n, _)| n == "b").count(), 2);
+}
+
+#[tokio::test]
+async fn input_only_never_sends_output_only_never_subscribes() {
+    let (broker, _d, c) = setup().await;
+    c.init_input("in", tcp_props("h:1", "t")).await.unwrap();
+    c.init_output("out", tcp_props("h:1", "t")).await.unwrap();
+    let _r = c.read("in").await.unwrap();
+    c.invoke("out", "create", b"x", &[]).await.unwrap();
+    wait_for(|| !broker.state().subscribes.is_empty()).await;
+    let st = broker.state();
+    assert_eq!(
+        st.opens,
+        vec![("in".into(), Role::Input), ("out".into(), Role::Output)]
+    );
+    assert_eq!(st.subscribes, vec![("in".into(), Role::Input)]);
+    assert_eq!(st.sends, vec![("out".into(), Role::Output)]);
+}
+
+#[tokio::test]
+async fn consumer_starts_on_first_read_not_at_init() {
+    let (broker, _d, c) = setup().await;
+    c.init_input("in", tcp_props("h:1", "t")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(broker.state().subscribes.is_empty());
+    let _r = c.read("in").await.unwrap();
+    wait_for(|| broker.state().subscribes.len() == 1).await;
+}
+
+#[tokio::test]
+async fn re_init_replaces_configuration_and_closes_old_clients() {
+    let (broker, _d, c) = setup().await;
+    c.init_output("x", tcp_props("old:1", "t")).await.unwrap();
+    c.init_input("x", tcp_props("old:1", "t")).await.unwrap();
+    let mut r = c.read("x").await.unwrap();
+    wait_for(|| broker.state().subscribes.len() == 1).await;
+    // Hot reload: new cluster.
+    c.init_output("x", tcp_props("new:1", "t")).await.unwrap();
+    c.init_input("x", tcp_props("new:1", "t")).await.unwrap();
+    wait_for(|| broker.state().closes.len() == 2).await;
+    // The open stream follows the new instance; sends go to the new cluster.
+    c.invoke("x", "create", b"after-reload", &[]).await.unwrap();
+    let m = r.next().await;
+    assert_eq!(&m.data[..], b"after-reload");
+    let st = broker.state();
+    assert!(
+        st.queues.keys().all(|(cl, _)| cl.starts_with("new:1")),
+        "{:?}",
+        st.queues.keys()
+    );
+}
+
+#[tokio::test]
+async fn error_ack_redelivers_then_success_is_final() {
+    let (broker, _d, c) = setup().await;
+    let p = tcp_props("h:1", "t");
+    c.init_input("a", p.clone()).await.unwrap();
+    c.init_output("a", p).await.unwrap();
+    c.invoke("a", "create", b"retry-me", &[]).await.unwrap();
+    let mut r = c.read("a").await.unwrap();
+    let m1 = r.next().await;
+    assert_eq!(m1.metadata["rocketmq-reconsume-times"], "0");
+    r.nack(&m1.message_id, "app failed").await;
+    let m2 = r.next().await;
+    assert_eq!(&m2.data[..], b"retry-me");
+    assert_eq!(m2.metadata["rocketmq-reconsume-times"], "1");
+    assert_ne!(m1.message_id, m2.message_id);
+    r.ack(&m2.message_id).await;
+    wait_for(|| broker.state().confirmed.len() == 1).await;
+    assert!(
+        r.next_within(Duration::from_millis(300)).await.is_none(),
+        "no duplicate after success"
+    );
+    let st = broker.state();
+    assert_eq!(st.released.len(), 1);
+    assert_eq!(st.released[0].1, "app failed");
+}
+
+#[tokio::test]
+async fn dropped_stream_redelivers_unacked_messages() {
+    let (broker, _d, c) = setup().await;
+    let p = tcp_props("h:1", "t");
+    c.init_input("a", p.clone()).await.unwrap();
+    c.init_output("a", p).await.unwrap();
+    for i in 0..3 {
+        c.invoke("a", "create", format!("m{i}").as_bytes(), &[])
+            .await
+            .unwrap();
+    }
+    let mut r = c.read("a").await.unwrap();
+    let first = r.next().await;
+    r.ack(&first.message_id).await;
+    let _second = r.next().await;
+    let _third = r.next().await;
+    wait_for(|| broker.state().confirmed.len() == 1).await;
+    drop(r); // daprd cancels the stream without acking two messages
+    wait_for(|| broker.state().released.len() == 2).await;
+    // A new Read on the same instance resumes delivery with the released messages.
+    let mut r2 = c.read("a").await.unwrap();
+    let mut again = vec![r2.next().await, r2.next().await];
+    for m in &again {
+        r2.ack(&m.message_id).await;
+    }
+    again.sort_by(|a, b| a.data.cmp(&b.data));
+    assert_eq!(&again[0].data[..], b"m1");
+    assert_eq!(&again[1].data[..], b"m2");
+    wait_for(|| broker.state().confirmed.len() == 3).await;
+}
+
+#[tokio::test]
+async fn max_in_flight_is_respected() {
+    let (_broker, _d, c) = setup().await;
+    let mut p = tcp_props("h:1", "t");
+    p.insert("maxInFlight".into(), "3".into());
+    c.init_input("a", p.clone()).await.unwrap();
+    c.init_output("a", p).await.unwrap();
+    for i in 0..10 {
+        c.invoke("a", "create", format!("m{i}").as_bytes(), &[])
+            .await
+            .unwrap();
+    }
+    let mut r = c.read("a").await.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(r.next().await);
+    }
+    assert!(
+        r.next_within(Duration::from_millis(400)).await.is_none(),
+        "a 4th message arrived while 3 were unacked"
+    );
+    r.ack(&held[1].message_id).await;
+    let fourth = r.next().await;
+    held.push(fourth);
+    assert!(r.next_within(Duration::from_millis(300)).await.is_none());
+}
+
+#[tokio::test]
+async fn slow_acks_do_not_block_other_instances() {
+    let (_broker, _d, c) = setup().await;
+    let mut slow = tcp_props("slow:1", "t");
+    slow.insert("maxInFlight".into(), "1".into());
+    c.init_input("slow", slow.clone()).await.unwrap();
+    c.init_output("slow", slow).await.unwrap();
+    let fast = tcp_props("fast:1", "t");
+    c.init_input("fast", fast.clone()).await.unwrap();
+    c.init_output("fast", fast).await.unwrap();
+    for i in 0..5 {
+        c.invoke("slow", "create", format!("s{i}").as_bytes(), &[])
+            .await
+            .unwrap();
+    }
+    let mut rs = c.read("slow").await.unwrap();
+    let _held = rs.next().await; // never acked
+    let mut rf = c.read("fast").await.unwrap();
+    for i in 0..50 {
+        c.invoke("fast", "create", format!("f{i}").as_bytes(), &[])
+            .await
+            .unwrap();
+        let m = rf
+            .next_within(Duration::from_secs(2))
+            .await
+            .expect("fast instance delivers");
+        rf.ack(&m.message_id).await;
+    }
+}
+
+#[tokio::test]
+async fn metadata_rejections_are_invalid_argument_naming_the_key() {
+    let (broker, _d, c) = setup().await;
+    let cases = [
+        (props(&[("topics", "t")]), "nameServer"),
+        (props(&[("nameServer", "h:1")]), "topics"),
+        (
+            props(&[
+                ("nameServer", "h:1"),
+                ("topics", "t"),
+                ("consumerBatchSize", "0"),
+            ]),
+            "consumerBatchSize",
+        ),
+        (
+            props(&[
+                ("nameServer", "h:1"),
+                ("topics", "t"),
+                ("accessProto", "udp"),
+            ]),
+            "accessProto",
+        ),
+        (
+            props(&[
+                ("nameServer", "h:1"),
+                ("topics", "t"),
+                ("maxInFlight", "lots"),
+            ]),
+            "maxInFlight",
+        ),
+        (
+            props(&[("nameServer", "h:1"), ("topics", "t"), ("TOPICS", "u")]),
+            "TOPICS",
+        ),
+    ];
+    for (p, key) in cases {
+        let e = c.init_input("bad", p).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{key}: {}", e.message());
+        assert!(e.message().contains(key), "{key}: {}", e.message());
+    }
+    assert!(
+        broker.state().opens.is_empty(),
+        "no transport opened for bad metadata"
+    );
+    let e = c
+        .init_output(
+            "bad",
+            props(&[("accessProto", "http"), ("endpoint", "nope")]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("endpoint"));
+}
+
+#[tokio::test]
+async fn init_reports_unreachable_broker_within_budget() {
+    let (_b, _d, c) = setup().await;
+    let t = std::time::Instant::now();
+    let e = c
+        .init_output("x", tcp_props("unreachable:9876", "t"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+    assert!(e.message().contains("unreachable:9876"), "{}", e.message());
+    // A broker that never answers: Init still returns within 4 s.
+    let e = c
+        .init_input("y", tcp_props("hang:9876", "t"))
+        .await
+        .unwrap_err();
+    let took = t.elapsed();
+    assert_eq!(e.code(), Code::Unavailable, "{}", e.message());
+    assert!(e.message().contains("hang:9876"), "{}", e.message());
+    assert!(took < Duration::from_secs(4), "Init took {took:?}");
+    // Failed Init leaves no instance behind.
+    let e = c.read("y").await.err().unwrap();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_in_flight_acks_and_releases_the_rest() {
+    let broker = MemoryConnector::new();
+    let d = TestDaemon::start_with(Arc::new(broker.clone()), Duration::from_millis(800)).await;
+    let c = d.daprd().await;
+    let p = tcp_props("h:1", "t");
+    c.init_input("a", p.clone()).await.unwrap();
+    c.init_output("a", p).await.unwrap();
+    for i in 0..3 {
+        c.invoke("a", "create", format!("m{i}").as_bytes(), &[])
+            .await
+            .unwrap();
+    }
+    let mut r = c.read("a").await.unwrap();
+    let m0 = r.next().await;
+    let m1 = r.next().await;
+    let _m2 = r.next().await;
+    let socket = d.socket.clone();
+    d.stop.cancel();
+    // An ack that arrives during the drain window is still confirmed.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    r.ack(&m0.message_id).await;
+    r.nack(&m1.message_id, "failed").await;
+    // The third is never acked: released at the drain deadline; the stream then ends.
+    let end = tokio::time::timeout(Duration::from_secs(5), r.messages.message())
+        .await
+        .unwrap();
+    assert!(matches!(end, Ok(None)), "stream ends cleanly: {end:?}");
+    tokio::time::timeout(Duration::from_secs(10), d.handle)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let st = broker.state();
+    assert_eq!(st.confirmed.len(), 1, "only the acked message is confirmed");
+    assert_eq!(
+        String::from_utf8_lossy(&st.confirmed[0].body),
+        String::from_utf8_lossy(&m0.data)
+    );
+    // m1 (nacked) and m2 (never acked) went back to the broker; m1 may have been handed
+    // to the consumer's buffer again before shutdown and released from there once more.
+    let released: HashSet<u64> = st.released.iter().map(|(m, _)| m.id).collect();
+    assert_eq!(released.len(), 2, "{:?}", st.released);
+    assert!(!released.contains(&st.confirmed[0].id));
+    assert!(!socket.exists(), "socket removed on shutdown");
+}
