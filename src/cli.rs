@@ -36,6 +36,46 @@ enum Command {
         #[arg(long, env = "ROCKETMQ_BINDING_HEALTHCHECK_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
         timeout: Duration,
     },
+    /// Speak the socket like daprd: Init a Component from its YAML, then send or read.
+    Client {
+        #[command(flatten)]
+        socket: SocketArgs,
+        /// Dapr Component YAML whose metadata is sent with Init; its `metadata.name` is the instance.
+        #[arg(long, env = "ROCKETMQ_BINDING_COMPONENT")]
+        component: PathBuf,
+        /// Value of a secretKeyRef, as SECRET/KEY=VALUE (else env ROCKETMQ_SECRET_<SECRET>_<KEY>).
+        #[arg(long = "secret", value_name = "SECRET/KEY=VALUE")]
+        secrets: Vec<String>,
+        #[command(subcommand)]
+        action: ClientAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientAction {
+    /// Send one message (operation `create`) and print the response metadata.
+    Send {
+        /// Message body; `-` or absent reads standard input.
+        data: Option<String>,
+        /// Read the body from this file.
+        #[arg(long, conflicts_with = "data")]
+        file: Option<PathBuf>,
+        /// Request metadata KEY=VALUE (repeatable), e.g. rocketmq-tag=TagA.
+        #[arg(long = "metadata", short = 'm', value_name = "KEY=VALUE")]
+        metadata: Vec<String>,
+    },
+    /// Read deliveries, print each as a JSON line, ack them.
+    Read {
+        /// Stop after this many successful acks (0: until idle).
+        #[arg(long, default_value_t = 0)]
+        count: u64,
+        /// Ack every Nth delivery with an error, to exercise redelivery (0: never).
+        #[arg(long, default_value_t = 0)]
+        fail_every: u64,
+        /// Stop when nothing arrives for this long.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        idle: Duration,
+    },
 }
 
 /// Where the socket is.
@@ -112,6 +152,12 @@ pub fn main() -> ExitCode {
         Some(Command::Healthcheck { socket, timeout }) => {
             runtime.block_on(healthcheck(socket, timeout))
         }
+        Some(Command::Client {
+            socket,
+            component,
+            secrets,
+            action,
+        }) => runtime.block_on(client(socket, component, secrets, action)),
         None => {
             telemetry::init(cli.serve.log_format);
             runtime.block_on(serve(cli.socket, cli.serve))
@@ -193,6 +239,65 @@ async fn healthcheck(socket: SocketArgs, timeout: Duration) -> ExitCode {
         }
         Err(_) => {
             eprintln!("no answer from {} within {timeout:?}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn client(
+    socket: SocketArgs,
+    component: PathBuf,
+    secrets: Vec<String>,
+    action: ClientAction,
+) -> ExitCode {
+    use crate::client::{self, Payload, ReadOptions};
+    let (opts, _) = socket.resolve();
+    let path = opts.path();
+    let result = async {
+        let comp = client::load_component(&component, &secrets)?;
+        match action {
+            ClientAction::Send {
+                data,
+                file,
+                metadata,
+            } => {
+                let payload = match (data, file) {
+                    (_, Some(f)) => Payload::File(f),
+                    (Some(d), None) if d != "-" => Payload::Bytes(d.into_bytes()),
+                    _ => Payload::Stdin,
+                };
+                let md = client::send(&path, &comp, payload, &metadata).await?;
+                for (k, v) in md {
+                    println!("{k}={v}");
+                }
+            }
+            ClientAction::Read {
+                count,
+                fail_every,
+                idle,
+            } => {
+                let mut out = std::io::stdout();
+                let (acked, failed) = client::read(
+                    &path,
+                    &comp,
+                    ReadOptions {
+                        count,
+                        fail_every,
+                        idle,
+                    },
+                    &mut out,
+                )
+                .await?;
+                eprintln!("acked {acked}, failed {failed}");
+            }
+        }
+        Ok::<_, client::ClientError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

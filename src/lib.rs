@@ -9,7 +9,8 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | [`cli`] | flags and env twins (clap), the `serve` / `healthcheck` entry points |
+//! | [`cli`] | flags and env twins (clap), the `serve` / `healthcheck` / `client` entry points |
+//! | [`client`] | `rocketmq-binding client`: a daprd-like client for debugging without Dapr |
 //! | [`telemetry`] | `tracing` subscriber: `RUST_LOG`, text or JSON |
 //! | [`daemon`] | the socket (folder resolution, stale/live checks, mode), the tonic server with reflection and health, signal-driven shutdown |
 //! | [`dapr`] | the Dapr contract: [`dapr::proto`] (generated), [`dapr::instances`] (per-Component instances by `x-component-instance`), [`dapr::input`] (Read stream, out-of-order acks, flow control), [`dapr::output`] (Invoke) |
@@ -21,7 +22,11 @@
 //! Imports point one way: `daemon` → `dapr` → `transport` → `metadata`. The Dapr layer
 //! never names a concrete transport; transports never import the Dapr layer.
 
+// rocketmq-client-rust's futures are deeply nested; proving them `Send` needs more depth.
+#![recursion_limit = "256"]
+
 pub mod cli;
+pub mod client;
 pub mod daemon;
 pub mod dapr;
 pub mod emulator;

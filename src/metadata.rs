@@ -714,6 +714,54 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// The effective value of a key after decoding, rendered the way `metadata.yaml` writes
+    /// defaults (secrets are never rendered). `None` for keys without a value.
+    pub fn effective(&self, key: &str) -> Option<String> {
+        let q = |s: &str| format!("{s:?}");
+        let dur = |d: Duration| {
+            let ms = d.as_millis();
+            if ms % 1000 == 0 {
+                q(&format!("{}s", ms / 1000))
+            } else {
+                q(&format!("{ms}ms"))
+            }
+        };
+        Some(match key {
+            "accessProto" => q(match self.access_proto {
+                AccessProto::Tcp => "tcp",
+                AccessProto::Http => "http",
+            }),
+            "consumerGroup" => q(&self.consumer_group),
+            "producerGroup" => q(&self.producer_group),
+            "consumerThreadNums" => self.consumer_thread_nums.to_string(),
+            "retries" => self.retries.to_string(),
+            "sendTimeout" => dur(self.send_timeout),
+            "consumerModel" => q(match self.consumer_model {
+                ConsumerModel::Clustering => "clustering",
+                ConsumerModel::Broadcasting => "broadcasting",
+            }),
+            "fromWhere" => q(match self.from_where {
+                FromWhere::LastOffset => "ConsumeFromLastOffset",
+                FromWhere::FirstOffset => "ConsumeFromFirstOffset",
+                FromWhere::Timestamp(_) => "ConsumeFromTimestamp",
+            }),
+            "consumeOrderly" => self.consume_orderly.to_string(),
+            "maxReconsumeTimes" => self.max_reconsume_times.to_string(),
+            "maxInFlight" => self.max_in_flight.to_string(),
+            "backOffPolicy" => q(&self.back_off.policy),
+            "backOffDuration" => dur(self.back_off.duration),
+            "backOffMaxRetries" => self.back_off.max_retries.to_string(),
+            "consumerBatchSize" => self.consumer_batch_size?.to_string(),
+            "instanceId" => q(self.instance_id.as_deref()?),
+            "endpoint" => q(self.endpoint.as_deref()?),
+            "nameServerDomain" => q(self.name_server_domain.as_deref()?),
+            "accessKey" => q(self.access_key.as_deref()?),
+            _ => return None,
+        })
+    }
+}
+
 fn decode_back_off(p: &Props<'_>) -> Result<BackOff, MetadataError> {
     let mut b = BackOff::default();
     if let Some(v) = p.get("backOffPolicy") {
