@@ -122,6 +122,10 @@ struct ServeArgs {
     /// On SIGTERM/SIGINT, how long to wait for in-flight acks before releasing them.
     #[arg(long, env = "ROCKETMQ_BINDING_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
+    /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` on this address (off unless set),
+    /// e.g. 127.0.0.1:9464.
+    #[arg(long, env = "ROCKETMQ_BINDING_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -193,6 +197,7 @@ async fn serve(socket: SocketArgs, args: ServeArgs) -> ExitCode {
         Arc::new(DefaultConnector),
         ServeOptions {
             shutdown_timeout: args.shutdown_timeout,
+            metrics_addr: args.metrics_addr,
         },
         signal,
     )

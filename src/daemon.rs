@@ -12,9 +12,13 @@
 
 use std::{
     future::Future,
+    net::SocketAddr,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -157,10 +161,68 @@ pub fn bind(opts: &SocketOptions) -> Result<BoundSocket, DaemonError> {
 }
 
 /// How the server behaves once bound.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
     /// How long shutdown waits for in-flight acks before releasing them.
     pub shutdown_timeout: Duration,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (off when `None`).
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// Binds the metrics listener and serves Prometheus text on `/metrics`, liveness on
+/// `/healthz` (200 while the process runs) and readiness on `/readyz` (200 while serving,
+/// 503 once shutdown began). Returns the bound address.
+async fn serve_metrics(
+    addr: SocketAddr,
+    ready: Arc<AtomicBool>,
+    stop: CancellationToken,
+) -> Result<SocketAddr, DaemonError> {
+    use axum::{Router, http::StatusCode, routing::get};
+    let handle = crate::telemetry::metrics::install();
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Io {
+            what: "cannot bind metrics listener",
+            path: PathBuf::from(addr.to_string()),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| DaemonError::Io {
+        what: "metrics listener address",
+        path: PathBuf::from(addr.to_string()),
+        source,
+    })?;
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let h = handle.clone();
+                async move { ([("content-type", "text/plain; version=0.0.4")], h.render()) }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(Ordering::Relaxed);
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+                    }
+                }
+            }),
+        );
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "metrics listener failed");
+        }
+    });
+    tracing::info!(addr = %local, "serving /metrics, /healthz, /readyz");
+    Ok(local)
 }
 
 /// Serves the binding on `socket` until `shutdown` resolves, then shuts down gracefully.
@@ -171,6 +233,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
     let listener = socket.listener.take().expect("listener taken once");
+    let ready = Arc::new(AtomicBool::new(true));
+    let metrics_stop = CancellationToken::new();
+    let _metrics_guard = metrics_stop.clone().drop_guard();
+    if let Some(addr) = opts.metrics_addr {
+        serve_metrics(addr, ready.clone(), metrics_stop.clone()).await?;
+    }
     let instances = Arc::new(Instances::new(connector));
     let life = Lifecycle {
         shutdown: CancellationToken::new(),
@@ -223,6 +291,7 @@ pub async fn serve(
     }
 
     tracing::info!(timeout = ?opts.shutdown_timeout, "shutting down: draining in-flight deliveries");
+    ready.store(false, Ordering::Relaxed);
     health
         .set_not_serving::<InputBindingServer<InputService>>()
         .await;

@@ -65,6 +65,16 @@ pub enum AccessProto {
     Http,
 }
 
+impl AccessProto {
+    /// `tcp` or `http` (also the `transport` metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessProto::Tcp => "tcp",
+            AccessProto::Http => "http",
+        }
+    }
+}
+
 /// `consumerModel`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsumerModel {

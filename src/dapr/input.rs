@@ -40,6 +40,7 @@ use super::{
 };
 use crate::{
     error::Error,
+    telemetry::metrics,
     transport::{Delivery, Settle},
 };
 
@@ -103,7 +104,10 @@ impl InputBinding for InputService {
         }
         let cap = inst.common.settings.max_in_flight.clamp(1, 4096);
         let (tx, rx) = mpsc::channel(cap);
+        let metrics =
+            metrics::StreamMetrics::new(&name, inst.common.settings.access_proto.as_str());
         let session = Session {
+            metrics,
             id: STREAM_IDS.fetch_add(1, Ordering::Relaxed),
             name,
             instances: self.instances.clone(),
@@ -134,6 +138,7 @@ struct Session {
     /// Unacknowledged deliveries on this stream, by `message_id`.
     pending: HashMap<String, Settle>,
     next: u64,
+    metrics: metrics::StreamMetrics,
 }
 
 impl Session {
@@ -143,6 +148,7 @@ impl Session {
         tx: mpsc::Sender<Result<ReadResponse, Status>>,
     ) {
         tracing::info!(instance = %self.name, stream = self.id, "read stream opened");
+        metrics::read_stream(&self.name, 1.0);
         let mut drain_until: Option<Instant> = None;
         // Whether the current instance was closed with no replacement yet.
         let mut orphaned = false;
@@ -193,6 +199,8 @@ impl Session {
         for (_, settle) in self.pending.drain() {
             settle.release(format!("read stream ended: {end}"));
         }
+        self.metrics.abandoned(released, true);
+        metrics::read_stream(&self.name, -1.0);
         tracing::info!(instance = %self.name, stream = self.id, reason = end, released, "read stream ended");
     }
 
@@ -222,6 +230,7 @@ impl Session {
                 "message larger than daprd accepts (4 MiB); released for redelivery / DLQ"
             );
             settle.release("message too large for daprd");
+            self.metrics.abandoned(1, false);
             return true;
         }
         self.next += 1;
@@ -232,7 +241,12 @@ impl Session {
             content_type: message.content_type.unwrap_or_default(),
             message_id: id.clone(),
         };
+        let redelivery = resp
+            .metadata
+            .get("rocketmq-reconsume-times")
+            .is_some_and(|n| n != "0");
         self.pending.insert(id.clone(), settle);
+        self.metrics.delivered(redelivery);
         if tx.send(Ok(resp)).await.is_err() {
             return false;
         }
@@ -242,8 +256,12 @@ impl Session {
     fn settle(&mut self, ack: ReadRequest) {
         match self.pending.remove(&ack.message_id) {
             Some(settle) => match ack.response_error {
-                None => settle.confirm(),
+                None => {
+                    self.metrics.acked(true);
+                    settle.confirm();
+                }
                 Some(err) => {
+                    self.metrics.acked(false);
                     tracing::debug!(instance = %self.name, id = %ack.message_id, error = %err.message, "app failed: releasing for redelivery");
                     settle.release(err.message);
                 }

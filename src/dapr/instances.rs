@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     error::Error,
     metadata::{Role, Settings},
+    telemetry::metrics,
     transport::{Connector, Delivery, Transport},
 };
 
@@ -91,6 +92,8 @@ impl InputInstance {
 pub struct OutputInstance {
     /// Name, settings, transport.
     pub common: Common,
+    /// Send metrics of this instance.
+    pub metrics: metrics::SendMetrics,
 }
 
 /// A map from instance name to its current instance.
@@ -237,7 +240,8 @@ impl Instances {
         properties: &HashMap<String, String>,
     ) -> Result<(), Error> {
         let common = self.build(name, properties, Role::Output).await?;
-        let inst = Arc::new(OutputInstance { common });
+        let metrics = metrics::SendMetrics::new(name, common.settings.access_proto.as_str());
+        let inst = Arc::new(OutputInstance { common, metrics });
         if let Some(old) = self.outputs.replace(name, inst) {
             tracing::info!(
                 instance = name,

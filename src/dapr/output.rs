@@ -1,6 +1,6 @@
 //! `dapr.proto.components.v1.OutputBinding`: Init, Invoke (`create`), ListOperations, Ping.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use tonic::{Request, Response, Status};
 
@@ -59,14 +59,17 @@ impl OutputBinding for OutputService {
             }
             .into());
         }
-        let receipt = inst
+        let started = Instant::now();
+        let result = inst
             .common
             .transport
             .send(OutboundMessage {
                 data: req.data,
                 metadata: req.metadata,
             })
-            .await
+            .await;
+        inst.metrics.record(result.is_ok(), started.elapsed());
+        let receipt = result
             .map_err(Error::from)
             .inspect_err(|e| tracing::debug!(instance = %name, error = %e, "send failed"))?;
         Ok(Response::new(InvokeResponse {

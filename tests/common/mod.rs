@@ -241,22 +241,34 @@ impl TestDaemon {
         connector: Arc<dyn Connector>,
         shutdown_timeout: Duration,
     ) -> TestDaemon {
+        Self::start_opts(
+            connector,
+            ServeOptions {
+                shutdown_timeout,
+                metrics_addr: None,
+            },
+        )
+        .await
+    }
+
+    pub async fn start_opts(connector: Arc<dyn Connector>, opts: ServeOptions) -> TestDaemon {
         let dir = tempfile::tempdir().unwrap();
-        let opts = SocketOptions {
+        let sock = SocketOptions {
             folder: dir.path().to_path_buf(),
             name: "rocketmq-pluggable".into(),
             mode: 0o660,
         };
-        let bound = daemon::bind(&opts).unwrap();
+        let bound = daemon::bind(&sock).unwrap();
         let stop = CancellationToken::new();
+        let socket = sock.path();
         let handle = tokio::spawn(daemon::serve(
             bound,
             connector,
-            ServeOptions { shutdown_timeout },
+            opts,
             stop.clone().cancelled_owned(),
         ));
         TestDaemon {
-            socket: opts.path(),
+            socket,
             dir,
             stop,
             handle,
