@@ -731,7 +731,7 @@ impl Settings {
         let q = |s: &str| format!("{s:?}");
         let dur = |d: Duration| {
             let ms = d.as_millis();
-            if ms % 1000 == 0 {
+            if ms.is_multiple_of(1000) {
                 q(&format!("{}s", ms / 1000))
             } else {
                 q(&format!("{ms}ms"))
