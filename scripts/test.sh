@@ -6,8 +6,9 @@
 #    127.0.0.1 with fresh temp stores;
 # 2. runs the Aliyun MQ HTTP emulator fidelity proof with the official Python and Node SDKs
 #    (installed into .tools/ on first run);
-# 3. runs `cargo test` (unit, integration and doc tests) with the servers' addresses exported;
-# 4. stops the servers, also on failure.
+# 3. lints and validates the deploy/ manifests (yamllint, kubernetes-validate in .tools/);
+# 4. runs `cargo test` (unit, integration and doc tests) with the servers' addresses exported;
+# 5. stops the servers, also on failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,6 +20,9 @@ set -a
 # shellcheck disable=SC1090
 eval "$(scripts/rocketmq-local.sh env)"
 set +a
+
+echo "== deploy/ manifests: yamllint + kubernetes-validate"
+scripts/validate-deploy.sh
 
 echo "== Aliyun MQ HTTP emulator: official SDK fidelity"
 scripts/http-sdk-fidelity.sh
