@@ -24,6 +24,9 @@ set +a
 echo "== deploy/ manifests: yamllint + kubernetes-validate"
 scripts/validate-deploy.sh
 
+echo "== demo (scripts/demo.sh, default mode)"
+scripts/demo.sh
+
 echo "== Aliyun MQ HTTP emulator: official SDK fidelity"
 scripts/http-sdk-fidelity.sh
 
