@@ -630,6 +630,13 @@ impl Settings {
                 }
             },
         };
+        if access_proto == AccessProto::Http && consumer_model == ConsumerModel::Broadcasting {
+            return Err(invalid(
+                "consumerModel",
+                p.get("consumerModel").unwrap_or_default(),
+                "`clustering` with accessProto http (the Aliyun MQ HTTP API has no broadcasting)",
+            ));
+        }
         let from_where = match p.get("fromWhere") {
             None => FromWhere::LastOffset,
             Some(v) => match v.to_ascii_lowercase().as_str() {
@@ -999,6 +1006,23 @@ mod tests {
         kv.insert("consumerBatchSize".into(), "17".into());
         let e = err(kv, Role::Input);
         assert!(e.contains("from 1 to 16"), "{e}");
+    }
+
+    #[test]
+    fn http_has_no_broadcasting() {
+        let kv = props(&[
+            ("accessProto", "http"),
+            ("endpoint", "http://127.0.0.1:9880"),
+            ("accessKey", "ak"),
+            ("secretKey", "sk"),
+            ("topics", "t"),
+            ("consumerModel", "broadcasting"),
+        ]);
+        let e = err(kv, Role::Input);
+        assert!(
+            e.contains("`consumerModel`") && e.contains("accessProto http"),
+            "{e}"
+        );
     }
 
     #[test]

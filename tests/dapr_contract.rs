@@ -464,3 +464,14 @@ async fn shutdown_waits_for_in_flight_acks_and_releases_the_rest() {
     assert!(!released.contains(&st.confirmed[0].id));
     assert!(!socket.exists(), "socket removed on shutdown");
 }
+
+#[tokio::test]
+async fn read_fails_clearly_when_the_consumer_cannot_start() {
+    let (_b, _d, c) = setup().await;
+    c.init_input("x", tcp_props("nosubscribe:1", "t"))
+        .await
+        .unwrap();
+    let e = c.read("x").await.err().expect("Read must fail");
+    assert_eq!(e.code(), Code::Unimplemented);
+    assert!(e.message().contains("cannot start"), "{}", e.message());
+}

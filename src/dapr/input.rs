@@ -102,6 +102,7 @@ impl InputBinding for InputService {
         if self.life.shutdown.is_cancelled() {
             return Err(Error::ShuttingDown.into());
         }
+        inst.ensure_subscribed().await?;
         let cap = inst.common.settings.max_in_flight.clamp(1, 4096);
         let (tx, rx) = mpsc::channel(cap);
         let metrics =
@@ -177,10 +178,10 @@ impl Session {
                 }
                 _ = sleep_until_opt(drain_until) => break "shutdown drain timeout",
                 _ = inst.common.closed.cancelled(), if !orphaned => {
-                    orphaned = !self.follow_replacement();
+                    orphaned = !self.follow_replacement().await;
                 }
                 _ = tokio::time::sleep(Duration::from_millis(250)), if orphaned => {
-                    orphaned = !self.follow_replacement();
+                    orphaned = !self.follow_replacement().await;
                 }
                 d = inst.next_delivery(), if can_pull => match d {
                     Some(d) => {
@@ -189,8 +190,9 @@ impl Session {
                         }
                     }
                     None => {
-                        // The consumer is closed (instance replaced or closed).
-                        orphaned = !self.follow_replacement();
+                        // The consumer is closed (instance replaced or closed): wait for a
+                        // replacement without spinning.
+                        orphaned = true;
                     }
                 },
             }
@@ -204,15 +206,20 @@ impl Session {
         tracing::info!(instance = %self.name, stream = self.id, reason = end, released, "read stream ended");
     }
 
-    /// Switches to a newer instance of the same name if there is one.
-    fn follow_replacement(&mut self) -> bool {
+    /// Switches to a newer instance of the same name if there is one; true when the
+    /// stream has a live consumer to pull from.
+    async fn follow_replacement(&mut self) -> bool {
         match self.instances.inputs.get(&self.name) {
             Some(newer) if !Arc::ptr_eq(&newer, &self.inst) => {
+                if let Err(e) = newer.ensure_subscribed().await {
+                    tracing::warn!(instance = %self.name, stream = self.id, error = %e, "re-initialised consumer failed to start");
+                    return false;
+                }
                 tracing::info!(instance = %self.name, stream = self.id, "read stream follows the re-initialised instance");
                 self.inst = newer;
                 true
             }
-            _ => !self.inst.common.closed.is_cancelled(),
+            _ => false,
         }
     }
 

@@ -59,24 +59,30 @@ pub struct InputInstance {
 }
 
 impl InputInstance {
-    /// The next delivery for a Read stream, subscribing on first use. `None` when the
-    /// instance has been closed or its consumer could not start.
+    /// Starts the consumer on first use (idempotent). Fails when the transport cannot
+    /// consume with these settings; broker trouble later is the transport's to ride out.
+    pub async fn ensure_subscribed(&self) -> Result<(), Error> {
+        let mut queue = self.queue.lock().await;
+        if queue.is_some() {
+            return Ok(());
+        }
+        if self.common.closed.is_cancelled() {
+            return Err(Error::Transport(crate::transport::TransportError::Closed));
+        }
+        let (tx, rx) = mpsc::channel(DELIVERY_BUFFER);
+        self.common.transport.subscribe(tx).await.inspect_err(|e| {
+            tracing::error!(instance = %self.common.name, error = %e, "consumer failed to start");
+        })?;
+        tracing::info!(instance = %self.common.name, "consumer started");
+        *queue = Some(rx);
+        Ok(())
+    }
+
+    /// The next delivery for a Read stream. `None` when the consumer is closed (instance
+    /// replaced or shut down) or was never started.
     pub async fn next_delivery(&self) -> Option<Delivery> {
         let mut queue = self.queue.lock().await;
-        if queue.is_none() {
-            if self.common.closed.is_cancelled() {
-                return None;
-            }
-            let (tx, rx) = mpsc::channel(DELIVERY_BUFFER);
-            if let Err(e) = self.common.transport.subscribe(tx).await {
-                tracing::error!(instance = %self.common.name, error = %e, "consumer failed to start");
-                return None;
-            }
-            tracing::info!(instance = %self.common.name, "consumer started");
-            *queue = Some(rx);
-        }
-        let rx = queue.as_mut()?;
-        rx.recv().await
+        queue.as_mut()?.recv().await
     }
 
     async fn close(&self) {

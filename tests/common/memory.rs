@@ -148,6 +148,11 @@ impl Transport for MemoryTransport {
     }
 
     async fn subscribe(&self, sink: mpsc::Sender<Delivery>) -> Result<(), TransportError> {
+        if self.settings.target().contains("nosubscribe") {
+            return Err(TransportError::Unsupported(
+                "this consumer cannot start".into(),
+            ));
+        }
         self.state
             .lock()
             .unwrap()
