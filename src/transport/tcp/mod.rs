@@ -70,7 +70,7 @@ use std::{
     collections::HashSet,
     sync::{
         Arc, Mutex as StdMutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -92,6 +92,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(3);
 const DOMAIN_FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Budget for one TCP reachability probe of a name server.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long `close` waits for released listener calls to return.
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
+/// Time for the client to send released messages back before the consumer stops.
+const SEND_BACK_GRACE: Duration = Duration::from_millis(300);
 /// How long `close` waits for the consumer / producer to shut down.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -120,6 +124,8 @@ pub struct TcpTransport {
     producer: RwLock<Option<DefaultMQProducer>>,
     producer_start: Mutex<()>,
     consumer: Mutex<Option<DefaultMQPushConsumer>>,
+    /// The running consumer's listener state (close waits for in-flight listener calls).
+    listener: StdMutex<Option<Arc<input::ListenerShared>>>,
     /// Topics that have accepted at least one send (a later "no route" means the broker is
     /// down, not that the topic is unknown).
     known_topics: StdMutex<HashSet<String>>,
@@ -156,6 +162,7 @@ impl TcpTransport {
             producer: RwLock::new(None),
             producer_start: Mutex::new(()),
             consumer: Mutex::new(None),
+            listener: StdMutex::new(None),
             known_topics: StdMutex::new(HashSet::new()),
             closed: CancellationToken::new(),
         }
@@ -332,7 +339,11 @@ impl Transport for TcpTransport {
             closed: self.closed.clone(),
             group: input::consumer_group(&self.settings),
             instance: self.instance.clone(),
+            inflight: AtomicUsize::new(0),
         });
+        if let Ok(mut l) = self.listener.lock() {
+            *l = Some(shared.clone());
+        }
         let mut consumer =
             input::build_consumer(&host, config, &self.settings, acl::hook(&self.settings));
         for sub in &self.settings.topics {
@@ -375,24 +386,34 @@ impl Transport for TcpTransport {
         // Unblocks every listener waiting on the app: they answer "reconsume later", so
         // nothing unconfirmed is committed.
         self.closed.cancel();
+        // Let the released listener calls return and the client hand those messages back to
+        // the broker (retry topic) before the consumer stops and persists its offsets;
+        // otherwise a message still in its process queue holds the committed offset back and
+        // acked messages behind it would be delivered again after a restart.
+        let listener = self.listener.lock().ok().and_then(|mut l| l.take());
+        if let Some(l) = listener {
+            let t = std::time::Instant::now();
+            while l.inflight.load(Ordering::Acquire) > 0 && t.elapsed() < RELEASE_WAIT {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(SEND_BACK_GRACE).await;
+        }
         let consumer = self.consumer.lock().await.take();
-        if let Some(mut c) = consumer {
-            if tokio::time::timeout(SHUTDOWN_TIMEOUT, c.shutdown())
+        if let Some(mut c) = consumer
+            && tokio::time::timeout(SHUTDOWN_TIMEOUT, c.shutdown())
                 .await
                 .is_err()
-            {
-                tracing::warn!(instance = %self.instance, "consumer shutdown timed out");
-            }
+        {
+            tracing::warn!(instance = %self.instance, "consumer shutdown timed out");
         }
         let _start = self.producer_start.lock().await;
         let producer = self.producer.write().await.take();
-        if let Some(mut p) = producer {
-            if tokio::time::timeout(SHUTDOWN_TIMEOUT, p.shutdown())
+        if let Some(mut p) = producer
+            && tokio::time::timeout(SHUTDOWN_TIMEOUT, p.shutdown())
                 .await
                 .is_err()
-            {
-                tracing::warn!(instance = %self.instance, "producer shutdown timed out");
-            }
+        {
+            tracing::warn!(instance = %self.instance, "producer shutdown timed out");
         }
         let host = self.host.lock().ok().and_then(|mut h| h.take());
         if let Some(h) = host {

@@ -1,0 +1,349 @@
+//! The input side: the push consumer, its listeners and the delivery metadata.
+//!
+//! The crate's listeners are synchronous and run on the client runtime's blocking lane (sized
+//! in [`super::host`]). Each call hands its one message to the Dapr layer as a [`Delivery`]
+//! and blocks on the settle handle; nothing needs a timer, so the wait is a plain
+//! `futures::executor::block_on` over the sink send, the outcome and the transport's close
+//! token.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use rocketmq_client_rust::{
+    ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeOrderlyContext,
+    ConsumeOrderlyStatus, DefaultMQPushConsumer, MessageListenerConcurrently,
+    MessageListenerOrderly,
+};
+use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use rocketmq_model::common::message::MessageTrait;
+use rocketmq_model::common::message::message_client_id_setter::MessageClientIDSetter;
+use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
+use rocketmq_transport::api::RPCHook;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::host::ClientHost;
+use super::output::is_system_property;
+use crate::metadata::{ConsumerModel, FromWhere, Settings};
+use crate::transport::{Delivery, InboundMessage, Outcome, keys, outcome};
+
+/// Delivery metadata keys (beyond the shared [`keys`]).
+pub mod md {
+    pub const MESSAGE_ID: &str = "rocketmq-message-id";
+    pub const KEYS: &str = "rocketmq-keys";
+    pub const QUEUE_ID: &str = "rocketmq-queue-id";
+    pub const QUEUE_OFFSET: &str = "rocketmq-queue-offset";
+    pub const RECONSUME_TIMES: &str = "rocketmq-reconsume-times";
+    pub const BORN_TIMESTAMP: &str = "rocketmq-born-timestamp";
+    pub const CONSUMER_GROUP: &str = "rocketmq-consumer-group";
+    pub const BROKER_NAME: &str = "rocketmq-broker-name";
+}
+
+/// Percent-encoded in values: control characters (non-ASCII always is) and `%` itself, so the
+/// encoding is reversible.
+const VALUE_UNSAFE: &AsciiSet = &CONTROLS.add(b'%');
+/// Percent-encoded in property names: everything that is not an HTTP token character.
+const NAME_UNSAFE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'(')
+    .add(b')')
+    .add(b',')
+    .add(b'/')
+    .add(b':')
+    .add(b';')
+    .add(b'<')
+    .add(b'=')
+    .add(b'>')
+    .add(b'?')
+    .add(b'@')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'{')
+    .add(b'}')
+    .add(b'%');
+
+/// Header-safe value.
+pub fn header_value(v: &str) -> String {
+    utf8_percent_encode(v, VALUE_UNSAFE).to_string()
+}
+
+fn header_name(v: &str) -> String {
+    utf8_percent_encode(v, NAME_UNSAFE).to_string()
+}
+
+/// `a || b` → `a||b`: the crate hashes untrimmed tags, so spaces would deliver nothing.
+pub fn normalize_expression(expr: &str) -> String {
+    let parts: Vec<&str> = expr
+        .split("||")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if parts.is_empty() || parts.contains(&"*") {
+        "*".into()
+    } else {
+        parts.join("||")
+    }
+}
+
+/// The consumer group. The client refuses RocketMQ's reserved `DEFAULT_CONSUMER` (the Go
+/// client's default, and this binding's when `consumerGroup` is not set), so that one becomes
+/// `DEFAULT_CONSUMER_DAPR` (its retry topic `%RETRY%DEFAULT_CONSUMER_DAPR`, its DLQ
+/// `%DLQ%DEFAULT_CONSUMER_DAPR`). Set `consumerGroup` explicitly in production.
+pub fn consumer_group(settings: &Settings) -> String {
+    if settings.consumer_group == crate::metadata::DEFAULT_CONSUMER_GROUP {
+        format!("{}_DAPR", crate::metadata::DEFAULT_CONSUMER_GROUP)
+    } else {
+        settings.consumer_group.clone()
+    }
+}
+
+/// Builds the push consumer (not subscribed, not started).
+pub fn build_consumer(
+    host: &ClientHost,
+    config: rocketmq_client_rust::ClientConfig,
+    settings: &Settings,
+    hook: Option<Arc<dyn RPCHook>>,
+) -> DefaultMQPushConsumer {
+    let threads = settings.consumer_thread_nums.max(1);
+    let mut b = DefaultMQPushConsumer::builder(host.client_runtime())
+        .client_config(config)
+        .consumer_group(consumer_group(settings))
+        .message_model(match settings.consumer_model {
+            ConsumerModel::Clustering => MessageModel::Clustering,
+            ConsumerModel::Broadcasting => MessageModel::Broadcasting,
+        })
+        .consume_thread_min(threads)
+        .consume_thread_max(threads)
+        .consume_message_batch_max_size(1)
+        .pull_batch_size(settings.consumer_batch_size.unwrap_or(32).max(1))
+        .max_reconsume_times(i32::try_from(settings.max_reconsume_times).unwrap_or(16))
+        .rpc_hook(hook);
+    b = match &settings.from_where {
+        FromWhere::LastOffset => b.consume_from_where(ConsumeFromWhere::ConsumeFromLastOffset),
+        FromWhere::FirstOffset => b.consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset),
+        FromWhere::Timestamp(ts) => b
+            .consume_from_where(ConsumeFromWhere::ConsumeFromTimestamp)
+            .consume_timestamp(ts.clone()),
+    };
+    b.build()
+}
+
+/// What both listeners share.
+pub struct ListenerShared {
+    /// Where deliveries go (the instance's queue).
+    pub sink: mpsc::Sender<Delivery>,
+    /// Cancelled by `close`: every waiting listener gives its message back.
+    pub closed: CancellationToken,
+    /// The effective consumer group (no namespace).
+    pub group: String,
+    /// Component instance name (logs).
+    pub instance: String,
+    /// Listener calls currently running (close waits for them to hand their verdict back).
+    pub inflight: AtomicUsize,
+}
+
+/// Counts one running listener call.
+struct InflightGuard<'a>(&'a AtomicUsize);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ListenerShared {
+    /// Hands one message to the app and waits for the verdict. `true` = confirmed.
+    fn deliver(&self, msg: &MessageExt, broker_name: &str) -> bool {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        let _running = InflightGuard(&self.inflight);
+        if self.closed.is_cancelled() {
+            return false;
+        }
+        let message = inbound(msg, &self.group, broker_name);
+        let (delivery, rx) = Delivery::new(message);
+        let fut = async {
+            tokio::select! {
+                biased;
+                _ = self.closed.cancelled() => return false,
+                r = self.sink.send(delivery) => {
+                    if r.is_err() {
+                        return false;
+                    }
+                }
+            }
+            tokio::select! {
+                biased;
+                o = outcome(rx) => match o {
+                    Outcome::Confirm => true,
+                    Outcome::Release { reason } => {
+                        tracing::debug!(instance = %self.instance, %reason, "delivery released");
+                        false
+                    }
+                },
+                _ = self.closed.cancelled() => false,
+            }
+        };
+        futures::executor::block_on(fut)
+    }
+}
+
+/// Concurrent listener: confirm → success, anything else → reconsume later.
+pub struct ConcurrentListener(pub Arc<ListenerShared>);
+
+impl MessageListenerConcurrently for ConcurrentListener {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        ctx: &ConsumeConcurrentlyContext,
+    ) -> ClientResult<ConsumeConcurrentlyStatus> {
+        let broker = ctx.get_message_queue().broker_name().to_string();
+        for m in msgs {
+            if !self.0.deliver(m, &broker) {
+                return Ok(ConsumeConcurrentlyStatus::ReconsumeLater);
+            }
+        }
+        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+    }
+}
+
+/// Orderly listener: one message in flight per queue; a failure suspends the queue a moment
+/// and retries the same message (order kept).
+pub struct OrderlyListener(pub Arc<ListenerShared>);
+
+impl MessageListenerOrderly for OrderlyListener {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        ctx: &mut ConsumeOrderlyContext,
+    ) -> ClientResult<ConsumeOrderlyStatus> {
+        let broker = ctx.get_message_queue().broker_name().to_string();
+        for m in msgs {
+            if !self.0.deliver(m, &broker) {
+                return Ok(ConsumeOrderlyStatus::SuspendCurrentQueueAMoment);
+            }
+        }
+        Ok(ConsumeOrderlyStatus::Success)
+    }
+}
+
+/// The message as the app sees it.
+pub fn inbound(msg: &MessageExt, group: &str, queue_broker: &str) -> InboundMessage {
+    let mut m: HashMap<String, String> = HashMap::new();
+    let mut put = |k: &str, v: &str| {
+        m.insert(k.to_string(), header_value(v));
+    };
+    put(keys::TOPIC, msg.topic().as_str());
+    let id = MessageClientIDSetter::get_uniq_id(msg)
+        .map(|s| s.to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| msg.msg_id().to_string());
+    put(md::MESSAGE_ID, &id);
+    if let Some(t) = msg.get_tags().filter(|t| !t.is_empty()) {
+        put(keys::TAG, t.as_str());
+    }
+    if let Some(k) = MessageTrait::property(msg, &"KEYS".into()).filter(|k| !k.is_empty()) {
+        let list: Vec<&str> = k.as_str().split(' ').filter(|s| !s.is_empty()).collect();
+        put(md::KEYS, &list.join(","));
+    }
+    if let Some(k) = MessageTrait::property(msg, &"__SHARDINGKEY".into()).filter(|k| !k.is_empty())
+    {
+        put(keys::SHARDING_KEY, k.as_str());
+    }
+    put(md::QUEUE_ID, &msg.queue_id().to_string());
+    put(md::QUEUE_OFFSET, &msg.queue_offset().to_string());
+    put(md::RECONSUME_TIMES, &msg.reconsume_times().to_string());
+    put(md::BORN_TIMESTAMP, &msg.born_timestamp().to_string());
+    put(md::CONSUMER_GROUP, group);
+    let broker = if msg.broker_name().is_empty() {
+        queue_broker
+    } else {
+        msg.broker_name()
+    };
+    if !broker.is_empty() {
+        put(md::BROKER_NAME, broker);
+    }
+    for (k, v) in msg.properties() {
+        let name = k.as_str();
+        if keys::TRACE_KEYS.contains(&name) {
+            put(name, v.as_str());
+        } else if !is_system_property(name) {
+            let key = format!("{}{}", keys::PROPERTY_PREFIX, header_name(name));
+            put(&key, v.as_str());
+        }
+    }
+    InboundMessage {
+        data: msg.body().unwrap_or_default(),
+        metadata: m,
+        content_type: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expressions_are_normalised() {
+        assert_eq!(normalize_expression("TagA || TagB"), "TagA||TagB");
+        assert_eq!(normalize_expression(" * "), "*");
+        assert_eq!(normalize_expression(""), "*");
+        assert_eq!(normalize_expression("a||*"), "*");
+        assert_eq!(normalize_expression("a"), "a");
+    }
+
+    #[test]
+    fn values_and_names_are_header_safe() {
+        assert_eq!(header_value("plain value-1"), "plain value-1");
+        assert_eq!(header_value("a\r\nb"), "a%0D%0Ab");
+        assert_eq!(header_value("50%"), "50%25");
+        assert_eq!(header_value("grüß"), "gr%C3%BC%C3%9F");
+        assert_eq!(header_name("my prop:x"), "my%20prop%3Ax");
+        assert_eq!(header_name("ok-name_1.x"), "ok-name_1.x");
+    }
+
+    #[test]
+    fn metadata_of_a_message() {
+        let mut ext = MessageExt::default();
+        let msg = rocketmq_model::common::message::message_single::Message::builder()
+            .topic("T")
+            .body_slice(b"b")
+            .tags("TagA")
+            .keys(vec!["k1".into(), "k2".into()])
+            .raw_property("color", "blue\nish")
+            .unwrap()
+            .raw_property("traceparent", "00-1-2-01")
+            .unwrap()
+            .build()
+            .unwrap();
+        ext.set_message_inner(msg);
+        ext.set_queue_id(3);
+        ext.set_queue_offset(42);
+        ext.set_reconsume_times(2);
+        ext.set_born_timestamp(1_700_000_000_000);
+        ext.set_msg_id("OFFSETID".into());
+        let m = inbound(&ext, "g1", "broker-a").metadata;
+        assert_eq!(m["rocketmq-topic"], "T");
+        assert_eq!(m["rocketmq-message-id"], "OFFSETID");
+        assert_eq!(m["rocketmq-tag"], "TagA");
+        assert_eq!(m["rocketmq-keys"], "k1,k2");
+        assert_eq!(m["rocketmq-queue-id"], "3");
+        assert_eq!(m["rocketmq-queue-offset"], "42");
+        assert_eq!(m["rocketmq-reconsume-times"], "2");
+        assert_eq!(m["rocketmq-born-timestamp"], "1700000000000");
+        assert_eq!(m["rocketmq-consumer-group"], "g1");
+        assert_eq!(m["rocketmq-broker-name"], "broker-a");
+        assert_eq!(m["rocketmq-property-color"], "blue%0Aish");
+        assert_eq!(m["traceparent"], "00-1-2-01");
+        assert!(!m.contains_key("rocketmq-property-WAIT"));
+        assert!(!m.contains_key("rocketmq-property-TAGS"));
+    }
+}

@@ -1,0 +1,830 @@
+//! `accessProto: tcp` against the real Rust name server and broker, through the daemon's
+//! socket with the daprd-like client. Servers: `scripts/rocketmq-local.sh` (see
+//! `tests/common/rocketmq.rs`). Each test uses fresh topics and groups, so they run in
+//! parallel on the shared pair. Every scenario prints a `SCENARIO` line with its numbers.
+
+mod common;
+#[path = "common/rocketmq.rs"]
+mod rocketmq;
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use common::{Daprd, TestDaemon, props};
+use rocketmq::{acl, drain, namesrv, read_acking, report, send_n, unique};
+use rocketmq_binding::transport::DefaultConnector;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+
+async fn daemon() -> (TestDaemon, Daprd) {
+    let d = TestDaemon::start(Arc::new(DefaultConnector)).await;
+    let c = d.daprd().await;
+    (d, c)
+}
+
+fn input_props(topics: &str, group: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let ns = namesrv();
+    let mut p = props(&[
+        ("nameServer", ns.as_str()),
+        ("topics", topics),
+        ("consumerGroup", group),
+        ("fromWhere", "ConsumeFromFirstOffset"),
+    ]);
+    p.extend(props(extra));
+    p
+}
+
+fn output_props(extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let ns = namesrv();
+    let mut p = props(&[("nameServer", ns.as_str())]);
+    p.extend(props(extra));
+    p
+}
+
+fn body_of(i: usize) -> Vec<u8> {
+    // Binary, varying length, includes zero bytes and invalid UTF-8.
+    let mut b = format!("msg-{i}-").into_bytes();
+    b.extend((0..(i % 300)).map(|k| (k * 7 + i) as u8));
+    b.push(0xff);
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn round_trip_1000_messages_intact() {
+    let (_d, daprd) = daemon().await;
+    let topic = unique("rt");
+    let group = unique("g");
+    daprd.init_output("out", output_props(&[])).await.unwrap();
+    daprd
+        .init_input("in", input_props(&topic, &group, &[]))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let ids = send_n(
+        &daprd,
+        "out",
+        1000,
+        body_of,
+        &[
+            ("rocketmq-topic", &topic),
+            ("rocketmq-tag", "TagRT"),
+            ("rocketmq-key", "k1,k2"),
+            ("rocketmq-property-color", "blue"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("user-agent", "must-not-be-copied"),
+        ],
+    )
+    .await;
+    let send_time = t.elapsed();
+    let mut rs = daprd.read("in").await.unwrap();
+    let seen = read_acking(
+        &mut rs,
+        1000,
+        Duration::from_secs(120),
+        Duration::from_secs(20),
+    )
+    .await;
+    let total = t.elapsed();
+    let extra = drain(&mut rs, Duration::from_secs(3)).await;
+
+    let sent: HashSet<&String> = ids.iter().collect();
+    let got: HashSet<&String> = seen.ids.iter().collect();
+    let lost = sent.difference(&got).count();
+    let dup = seen.duplicates() + extra.ids.len();
+    report("round-trip", 1000, seen.ids.len(), lost, dup, total);
+    println!(
+        "  send phase {:.2}s ({:.0} msg/s)",
+        send_time.as_secs_f64(),
+        1000.0 / send_time.as_secs_f64()
+    );
+    assert_eq!(lost, 0);
+    assert_eq!(dup, 0);
+    for (id, data, md) in &seen.msgs {
+        let idx: usize = md["rocketmq-property-idx"].parse().unwrap();
+        assert_eq!(data, &body_of(idx), "body of {id}");
+        assert_eq!(md["rocketmq-topic"], topic);
+        assert_eq!(md["rocketmq-tag"], "TagRT");
+        assert_eq!(md["rocketmq-keys"], "k1,k2");
+        assert_eq!(md["rocketmq-property-color"], "blue");
+        assert_eq!(md["rocketmq-consumer-group"], group);
+        assert_eq!(md["rocketmq-reconsume-times"], "0");
+        assert!(md.contains_key("rocketmq-queue-id") && md.contains_key("rocketmq-queue-offset"));
+        assert!(md.contains_key("rocketmq-broker-name"));
+        assert!(md["rocketmq-born-timestamp"].parse::<u64>().unwrap() > 1_600_000_000_000);
+        assert_eq!(
+            md["traceparent"],
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        );
+        assert!(!md.keys().any(|k| k.contains("user-agent")), "{md:?}");
+        assert_eq!(ids[idx], *id, "receipt id == consumer id");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn receipt_and_fan_out_to_configured_topics() {
+    let (_d, daprd) = daemon().await;
+    let (a, b) = (unique("fa"), unique("fb"));
+    let topics = format!("{a}, {b}||OnlyB");
+    daprd
+        .init_output("out", output_props(&[("topics", &topics)]))
+        .await
+        .unwrap();
+    let r = daprd.invoke("out", "create", b"x", &[]).await.unwrap();
+    let md = r.metadata;
+    println!("fan-out receipt: {md:?}");
+    assert_eq!(md["rocketmq-topic"], format!("{a},{b}"));
+    assert_eq!(md["rocketmq-message-id"].split(',').count(), 2);
+    assert_eq!(md["rocketmq-send-status"], "SEND_OK,SEND_OK");
+    assert_eq!(md["rocketmq-queue-offset"], "0,0");
+    assert_eq!(md["rocketmq-queue-id"].split(',').count(), 2);
+    assert!(md["rocketmq-broker-name"].starts_with("broker-"));
+    // The B entry's single tag is the default tag; a consumer of B||OnlyB gets it.
+    let group = unique("g");
+    daprd
+        .init_input("in", input_props(&format!("{b}||OnlyB"), &group, &[]))
+        .await
+        .unwrap();
+    let mut rs = daprd.read("in").await.unwrap();
+    let m = rs.next().await;
+    rs.ack(&m.message_id).await;
+    assert_eq!(m.metadata["rocketmq-tag"], "OnlyB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tag_filtering_with_spaced_or_lists() {
+    let (_d, daprd) = daemon().await;
+    let topic = unique("tag");
+    let group = unique("g");
+    daprd.init_output("out", output_props(&[])).await.unwrap();
+    let t = Instant::now();
+    let mut want = HashSet::new();
+    for tag in ["TagA", "TagB", "TagC"] {
+        let ids = send_n(
+            &daprd,
+            "out",
+            30,
+            |i| format!("{tag}-{i}").into_bytes(),
+            &[("rocketmq-topic", &topic), ("rocketmq-tag", tag)],
+        )
+        .await;
+        if tag != "TagC" {
+            want.extend(ids);
+        }
+    }
+    daprd
+        .init_input(
+            "in",
+            input_props(&format!("{topic} || TagA || TagB"), &group, &[]),
+        )
+        .await
+        .unwrap();
+    let mut rs = daprd.read("in").await.unwrap();
+    let mut seen = read_acking(
+        &mut rs,
+        60,
+        Duration::from_secs(60),
+        Duration::from_secs(20),
+    )
+    .await;
+    let extra = drain(&mut rs, Duration::from_secs(4)).await;
+    seen.ids.extend(extra.ids);
+    seen.msgs.extend(extra.msgs);
+    let tag_c = seen
+        .msgs
+        .iter()
+        .filter(|(_, _, md)| md["rocketmq-tag"] == "TagC")
+        .count();
+    let got: HashSet<_> = seen.ids.iter().cloned().collect();
+    let lost = want.difference(&got).count();
+    report(
+        "tag-filter",
+        90,
+        seen.ids.len(),
+        lost,
+        seen.duplicates(),
+        t.elapsed(),
+    );
+    println!("  TagC delivered: {tag_c} (expected 0)");
+    assert_eq!(tag_c, 0);
+    assert_eq!(lost, 0);
+    assert_eq!(seen.duplicates(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sharding_keys_keep_order_with_consume_orderly() {
+    let (_d, daprd) = daemon().await;
+    let topic = unique("ord");
+    let group = unique("g");
+    daprd.init_output("out", output_props(&[])).await.unwrap();
+    let keys = ["order-a", "order-b", "order-c"];
+    let t = Instant::now();
+    let mut queue_of: HashMap<&str, HashSet<String>> = HashMap::new();
+    for i in 0..100 {
+        for k in keys {
+            let seq = i.to_string();
+            let r = daprd
+                .invoke(
+                    "out",
+                    "create",
+                    format!("{k}:{i}").as_bytes(),
+                    &[
+                        ("rocketmq-topic", &topic),
+                        ("rocketmq-shardingkey", k),
+                        ("rocketmq-property-seq", &seq),
+                    ],
+                )
+                .await
+                .unwrap();
+            queue_of
+                .entry(k)
+                .or_default()
+                .insert(r.metadata["rocketmq-queue-id"].clone());
+        }
+    }
+    for (k, qs) in &queue_of {
+        assert_eq!(qs.len(), 1, "{k} went to several queues: {qs:?}");
+    }
+    daprd
+        .init_input(
+            "in",
+            input_props(
+                &topic,
+                &group,
+                &[("consumeOrderly", "true"), ("consumerThreadNums", "4")],
+            ),
+        )
+        .await
+        .unwrap();
+    let mut rs = daprd.read("in").await.unwrap();
+    // Fail one message of each key once: the queue must stall on it, not skip it.
+    let mut failed_once: HashSet<String> = HashSet::new();
+    let mut next: HashMap<String, usize> = HashMap::new();
+    let mut out_of_order = 0;
+    let mut delivered = 0;
+    let mut dups = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while next.values().sum::<usize>() < 300 && Instant::now() < deadline {
+        let Some(m) = rs.next_within(Duration::from_secs(30)).await else {
+            break;
+        };
+        delivered += 1;
+        let key = m.metadata["rocketmq-shardingkey"].clone();
+        let seq: usize = m.metadata["rocketmq-property-seq"].parse().unwrap();
+        if seq == 50 && failed_once.insert(key.clone()) {
+            rs.nack(&m.message_id, "fail once").await;
+            continue;
+        }
+        let exp = next.entry(key.clone()).or_insert(0);
+        if seq < *exp {
+            dups += 1;
+        } else if seq != *exp {
+            out_of_order += 1;
+        }
+        *exp = (*exp).max(seq + 1);
+        rs.ack(&m.message_id).await;
+    }
+    let done: usize = next.values().sum();
+    report(
+        "orderly-3x100",
+        300,
+        delivered,
+        300 - done,
+        dups,
+        t.elapsed(),
+    );
+    println!(
+        "  out of order: {out_of_order}, redelivered after a failure: {}",
+        failed_once.len()
+    );
+    assert_eq!(done, 300);
+    assert_eq!(out_of_order, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delay_level_and_deliver_after_are_honoured() {
+    let (_d, daprd) = daemon().await;
+    let topic = unique("dly");
+    let group = unique("g");
+    daprd.init_output("out", output_props(&[])).await.unwrap();
+    daprd
+        .invoke("out", "create", b"warm-up", &[("rocketmq-topic", &topic)])
+        .await
+        .unwrap();
+    daprd
+        .init_input("in", input_props(&topic, &group, &[]))
+        .await
+        .unwrap();
+    let mut rs = daprd.read("in").await.unwrap();
+    let m = rs.next().await;
+    rs.ack(&m.message_id).await;
+
+    let t0 = Instant::now();
+    daprd
+        .invoke(
+            "out",
+            "create",
+            b"delayed-level-2",
+            &[("rocketmq-topic", &topic), ("rocketmq-delaylevel", "2")],
+        )
+        .await
+        .unwrap();
+    daprd
+        .invoke(
+            "out",
+            "create",
+            b"deliver-after-3s",
+            &[("rocketmq-topic", &topic), ("rocketmq-deliver-after", "3s")],
+        )
+        .await
+        .unwrap();
+    let mut at = HashMap::new();
+    for _ in 0..2 {
+        let m = rs
+            .next_within(Duration::from_secs(30))
+            .await
+            .expect("delayed message");
+        rs.ack(&m.message_id).await;
+        at.insert(String::from_utf8_lossy(&m.data).to_string(), t0.elapsed());
+    }
+    let lvl2 = at["delayed-level-2"];
+    let after3 = at["deliver-after-3s"];
+    println!(
+        "SCENARIO delay: level 2 (5 s) arrived after {:.2}s; deliver-after 3s arrived after {:.2}s",
+        lvl2.as_secs_f64(),
+        after3.as_secs_f64()
+    );
+    assert!(lvl2 >= Duration::from_millis(4500) && lvl2 < Duration::from_secs(15));
+    assert!(after3 >= Duration::from_millis(2500) && after3 < Duration::from_secs(15));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_third_nacked_is_redelivered_once_then_never_again() {
+    let (_d, daprd) = daemon().await;
+    let topic = unique("rty");
+    let group = unique("g");
+    daprd.init_output("out", output_props(&[])).await.unwrap();
+    let n = 30;
+    let ids = send_n(
+        &daprd,
+        "out",
+        n,
+        |i| format!("r{i}").into_bytes(),
+        &[("rocketmq-topic", &topic)],
+    )
+    .await;
+    daprd
+        .init_input("in", input_props(&topic, &group, &[]))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let mut rs = daprd.read("in").await.unwrap();
+    let mut count: HashMap<String, usize> = HashMap::new();
+    let mut acked: HashSet<String> = HashSet::new();
+    let mut retimes: HashMap<String, String> = HashMap::new();
+    while acked.len() < n && t.elapsed() < Duration::from_secs(90) {
+        let Some(m) = rs.next_within(Duration::from_secs(40)).await else {
+            break;
+        };
+        let id = m.metadata["rocketmq-message-id"].clone();
+        let idx: usize = m.metadata["rocketmq-property-idx"].parse().unwrap();
+        let c = count.entry(id.clone()).or_insert(0);
+        *c += 1;
+        if idx.is_multiple_of(3) && *c == 1 {
+            rs.nack(&m.message_id, "first attempt fails").await;
+        } else {
+            retimes.insert(id.clone(), m.metadata["rocketmq-reconsume-times"].clone());
+            rs.ack(&m.message_id).await;
+            acked.insert(id);
+        }
+    }
+    let elapsed = t.elapsed();
+    let extra = drain(&mut rs, Duration::from_secs(15)).await;
+    let lost = ids.iter().filter(|id| !acked.contains(*id)).count();
+    let wrong: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, id)| count.get(*id).copied().unwrap_or(0) != if i % 3 == 0 { 2 } else { 1 })
+        .collect();
+    let delivered: usize = count.values().sum();
+    report(
+        "nack-every-third",
+        n,
+        delivered,
+        lost,
+        extra.ids.len() + wrong.len(),
+        elapsed,
+    );
+    println!(
+        "  expected deliveries {} (30 + 10 redeliveries), after-ack extra {}",
+        n + n / 3,
+        extra.ids.len()
+    );
+    assert_eq!(lost, 0);
+    assert!(wrong.is_empty(), "unexpected delivery counts: {wrong:?}");
+    assert!(
+        extra.ids.is_empty(),
+        "delivered again after ack: {:?}",
+        extra.ids
+    );
+    for (i, id) in ids.iter().enumerate() {
+        let want = if i % 3 == 0 { "1" } else { "0" };
+        assert_eq!(retimes[id], want, "reconsume times of #{i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exhausted_retries_land_in_the_dlq() {
+    let (_d, daprd) = daemon().await;
+    let topic = unique("dlq");
+    let group = unique("g");
+    daprd.init_output("out", output_props(&[])).await.unwrap();
+    let ids = send_n(
+        &daprd,
+        "out",
+        3,
+        |i| format!("poison-{i}").into_bytes(),
+        &[("rocketmq-topic", &topic)],
+    )
+    .await;
+    daprd
+        .init_input(
+            "in",
+            input_props(&topic, &group, &[("maxReconsumeTimes", "1")]),
+        )
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let mut rs = daprd.read("in").await.unwrap();
+    let mut attempts = 0;
+    // 3 messages × (1 + maxReconsumeTimes) attempts, all failing.
+    while attempts < 6 && t.elapsed() < Duration::from_secs(60) {
+        let Some(m) = rs.next_within(Duration::from_secs(30)).await else {
+            break;
+        };
+        attempts += 1;
+        rs.nack(&m.message_id, "always fails").await;
+    }
+    let dlq = format!("%DLQ%{group}");
+    daprd
+        .init_input("dlq", input_props(&dlq, &unique("gdlq"), &[]))
+        .await
+        .unwrap();
+    let mut d = daprd.read("dlq").await.unwrap();
+    let seen = read_acking(&mut d, 3, Duration::from_secs(90), Duration::from_secs(60)).await;
+    let got: HashSet<_> = seen.ids.iter().collect();
+    let lost = ids.iter().filter(|i| !got.contains(i)).count();
+    report(
+        "dlq",
+        3,
+        seen.ids.len(),
+        lost,
+        seen.duplicates(),
+        t.elapsed(),
+    );
+    println!("  failed attempts before DLQ: {attempts} (expected 6)");
+    assert_eq!(attempts, 6);
+    assert_eq!(lost, 0, "DLQ got {:?}, sent {ids:?}", seen.ids);
+    // Nothing more on the original topic.
+    let extra = drain(&mut rs, Duration::from_secs(12)).await;
+    assert!(extra.ids.is_empty(), "{:?}", extra.ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_daemons_in_one_group_share_the_messages() {
+    let (_d1, a) = daemon().await;
+    let (_d2, b) = daemon().await;
+    let topic = unique("grp");
+    let group = unique("g");
+    a.init_output("out", output_props(&[])).await.unwrap();
+    a.invoke("out", "create", b"warm-up", &[("rocketmq-topic", &topic)])
+        .await
+        .unwrap();
+    let p = input_props(&topic, &group, &[]);
+    a.init_input("in", p.clone()).await.unwrap();
+    b.init_input("in", p).await.unwrap();
+    let mut ra = a.read("in").await.unwrap();
+    let mut rb = b.read("in").await.unwrap();
+    // Let both join the group and rebalance.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let t = Instant::now();
+    let sender = {
+        let a = a.clone();
+        let topic = topic.clone();
+        tokio::spawn(async move {
+            send_n(
+                &a,
+                "out",
+                1000,
+                |i| format!("s{i}").into_bytes(),
+                &[("rocketmq-topic", &topic)],
+            )
+            .await
+        })
+    };
+    let ha = tokio::spawn(async move {
+        let s = drain(&mut ra, Duration::from_secs(15)).await;
+        (ra, s)
+    });
+    let hb = tokio::spawn(async move {
+        let s = drain(&mut rb, Duration::from_secs(15)).await;
+        (rb, s)
+    });
+    let ids = sender.await.unwrap();
+    let (_ra, sa) = ha.await.unwrap();
+    let (_rb, sb) = hb.await.unwrap();
+    let elapsed = t.elapsed();
+    let mut all: Vec<&String> = sa.ids.iter().chain(sb.ids.iter()).collect();
+    let warm = all.len();
+    all.retain(|id| ids.contains(id));
+    let got: HashSet<&String> = all.iter().copied().collect();
+    let lost = ids.iter().filter(|i| !got.contains(i)).count();
+    let dup = all.len() - got.len();
+    report("two-daemons-one-group", 1000, all.len(), lost, dup, elapsed);
+    println!(
+        "  daemon A got {}, daemon B got {} (incl. warm-up: {warm} total)",
+        sa.ids.len(),
+        sb.ids.len()
+    );
+    assert_eq!(lost, 0);
+    assert_eq!(dup, 0);
+    assert!(
+        !sa.ids.is_empty() && !sb.ids.is_empty(),
+        "both consumers must get a share"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acl_right_keys_work_wrong_secret_is_a_clear_error() {
+    let (ns, ak, sk) = acl();
+    let (_d, daprd) = daemon().await;
+    let topic = unique("acl");
+    let group = unique("g");
+    let good = props(&[("nameServer", &ns), ("accessKey", &ak), ("secretKey", &sk)]);
+    daprd.init_output("good", good.clone()).await.unwrap();
+    let t = Instant::now();
+    let ids = send_n(
+        &daprd,
+        "good",
+        20,
+        |i| format!("a{i}").into_bytes(),
+        &[("rocketmq-topic", &topic)],
+    )
+    .await;
+    let mut inp = good.clone();
+    inp.extend(props(&[
+        ("topics", &topic),
+        ("consumerGroup", &group),
+        ("fromWhere", "ConsumeFromFirstOffset"),
+    ]));
+    daprd.init_input("in", inp).await.unwrap();
+    let mut rs = daprd.read("in").await.unwrap();
+    let seen = read_acking(
+        &mut rs,
+        20,
+        Duration::from_secs(60),
+        Duration::from_secs(30),
+    )
+    .await;
+    let got: HashSet<_> = seen.ids.iter().collect();
+    let lost = ids.iter().filter(|i| !got.contains(i)).count();
+    report(
+        "acl-right-keys",
+        20,
+        seen.ids.len(),
+        lost,
+        seen.duplicates(),
+        t.elapsed(),
+    );
+    assert_eq!(lost, 0);
+
+    let bad = props(&[
+        ("nameServer", &ns),
+        ("accessKey", &ak),
+        ("secretKey", "definitely-wrong-secret"),
+    ]);
+    let init = daprd.init_output("bad", bad).await;
+    let err = match init {
+        Err(e) => e,
+        Ok(()) => daprd
+            .invoke("bad", "create", b"x", &[("rocketmq-topic", &topic)])
+            .await
+            .expect_err("a wrong secret must fail"),
+    };
+    println!(
+        "SCENARIO acl-wrong-secret: {:?}: {}",
+        err.code(),
+        err.message()
+    );
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(!err.message().contains("definitely-wrong-secret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instance_ids_with_the_same_topic_never_cross() {
+    let (_d, daprd) = daemon().await;
+    let topic = unique("ns");
+    let (ia, ib) = (unique("MQ_INST_a"), unique("MQ_INST_b"));
+    for (name, inst) in [("a", &ia), ("b", &ib)] {
+        daprd
+            .init_output(
+                &format!("out-{name}"),
+                output_props(&[("instanceId", inst)]),
+            )
+            .await
+            .unwrap();
+        let g = unique("g");
+        daprd
+            .init_input(
+                &format!("in-{name}"),
+                input_props(&topic, &g, &[("instanceId", inst)]),
+            )
+            .await
+            .unwrap();
+    }
+    let t = Instant::now();
+    send_n(
+        &daprd,
+        "out-a",
+        10,
+        |_| b"A".to_vec(),
+        &[("rocketmq-topic", &topic)],
+    )
+    .await;
+    send_n(
+        &daprd,
+        "out-b",
+        10,
+        |_| b"B".to_vec(),
+        &[("rocketmq-topic", &topic)],
+    )
+    .await;
+    let mut ra = daprd.read("in-a").await.unwrap();
+    let mut rb = daprd.read("in-b").await.unwrap();
+    let sa = read_acking(
+        &mut ra,
+        10,
+        Duration::from_secs(60),
+        Duration::from_secs(30),
+    )
+    .await;
+    let sb = read_acking(
+        &mut rb,
+        10,
+        Duration::from_secs(60),
+        Duration::from_secs(30),
+    )
+    .await;
+    let ea = drain(&mut ra, Duration::from_secs(3)).await;
+    let eb = drain(&mut rb, Duration::from_secs(3)).await;
+    let crossed = sa
+        .msgs
+        .iter()
+        .chain(ea.msgs.iter())
+        .filter(|m| m.1 != b"A")
+        .count()
+        + sb.msgs
+            .iter()
+            .chain(eb.msgs.iter())
+            .filter(|m| m.1 != b"B")
+            .count();
+    report(
+        "two-instance-ids",
+        20,
+        sa.ids.len() + sb.ids.len() + ea.ids.len() + eb.ids.len(),
+        20 - sa.distinct() - sb.distinct(),
+        0,
+        t.elapsed(),
+    );
+    println!("  crossed: {crossed}");
+    assert_eq!(crossed, 0);
+    assert_eq!(sa.distinct(), 10);
+    assert_eq!(sb.distinct(), 10);
+    assert_eq!(
+        sa.msgs[0].2["rocketmq-topic"], topic,
+        "topic without namespace"
+    );
+}
+
+/// A one-route HTTP address server: GET anything → `body`.
+async fn address_server(body: String) -> (String, tokio::task::JoinHandle<()>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let h = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    (format!("http://{addr}/rocketmq/nsaddr"), h)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn name_server_domain_is_fetched_over_http() {
+    let (_d, daprd) = daemon().await;
+    let (url, _srv) = address_server(format!("{};127.0.0.1:1\n", namesrv())).await;
+    let topic = unique("dom");
+    let group = unique("g");
+    daprd
+        .init_output("out", props(&[("nameServerDomain", &url)]))
+        .await
+        .unwrap();
+    let r = daprd
+        .invoke(
+            "out",
+            "create",
+            b"via-domain",
+            &[("rocketmq-topic", &topic)],
+        )
+        .await
+        .unwrap();
+    daprd
+        .init_input(
+            "in",
+            props(&[
+                ("nameServerDomain", &url),
+                ("topics", &topic),
+                ("consumerGroup", &group),
+                ("fromWhere", "ConsumeFromFirstOffset"),
+            ]),
+        )
+        .await
+        .unwrap();
+    let mut rs = daprd.read("in").await.unwrap();
+    let m = rs.next().await;
+    rs.ack(&m.message_id).await;
+    assert_eq!(
+        m.metadata["rocketmq-message-id"],
+        r.metadata["rocketmq-message-id"]
+    );
+    // An address server that is down: Init fails, naming the URL.
+    let e = daprd
+        .init_output(
+            "down",
+            props(&[("nameServerDomain", "http://127.0.0.1:1/ns")]),
+        )
+        .await
+        .unwrap_err();
+    println!(
+        "SCENARIO name-server-domain: ok; down address server → {:?}: {}",
+        e.code(),
+        e.message()
+    );
+    assert_eq!(e.code(), Code::Unavailable);
+    assert!(e.message().contains("127.0.0.1:1"), "{}", e.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unreachable_name_server_fails_init_quickly_and_bad_metadata_is_invalid() {
+    let (_d, daprd) = daemon().await;
+    let t = Instant::now();
+    let e = daprd
+        .init_output("out", props(&[("nameServer", "127.0.0.1:1")]))
+        .await
+        .unwrap_err();
+    let took = t.elapsed();
+    println!(
+        "SCENARIO init-unreachable: {:?} after {:.2}s: {}",
+        e.code(),
+        took.as_secs_f64(),
+        e.message()
+    );
+    assert_eq!(e.code(), Code::Unavailable);
+    assert!(e.message().contains("127.0.0.1:1"));
+    assert!(took < Duration::from_secs(4));
+    let e = daprd
+        .init_input(
+            "in",
+            props(&[("nameServer", "127.0.0.1:1"), ("topics", "t")]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+
+    daprd.init_output("ok", output_props(&[])).await.unwrap();
+    for md in [
+        &[("rocketmq-topic", "t"), ("rocketmq-delaylevel", "19")][..],
+        &[("rocketmq-topic", "bad topic")][..],
+        &[("rocketmq-topic", "t"), ("rocketmq-property-KEYS", "x")][..],
+    ] {
+        let e = daprd.invoke("ok", "create", b"x", md).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{md:?}: {e:?}");
+    }
+}
