@@ -144,10 +144,27 @@ impl Subscription {
     }
 }
 
-/// Default consumer group when `consumerGroup` is not set (the Go client's default).
-pub const DEFAULT_CONSUMER_GROUP: &str = "DEFAULT_CONSUMER";
-/// Default producer group when `producerGroup` is not set (the Go client's default).
-pub const DEFAULT_PRODUCER_GROUP: &str = "DEFAULT_PRODUCER";
+/// Default consumer group when `consumerGroup` is not set. (The Go binding fell back to the Go
+/// client's `DEFAULT_CONSUMER`, a name RocketMQ reserves and the Rust client refuses.)
+pub const DEFAULT_CONSUMER_GROUP: &str = "rocketmq-binding-consumer";
+/// Default producer group when `producerGroup` is not set.
+pub const DEFAULT_PRODUCER_GROUP: &str = "rocketmq-binding-producer";
+/// Group names RocketMQ reserves for its own clients and tools.
+pub const RESERVED_GROUPS: &[&str] = &[
+    "DEFAULT_CONSUMER",
+    "DEFAULT_PRODUCER",
+    "TOOLS_CONSUMER",
+    "FILTERSRV_CONSUMER",
+    "__MONITOR_CONSUMER",
+    "CLIENT_INNER_PRODUCER",
+    "SELF_TEST_P_GROUP",
+    "SELF_TEST_C_GROUP",
+    "CID_ONS-HTTP-PROXY",
+    "CID_ONSAPI_PERMISSION",
+    "CID_ONSAPI_OWNER",
+    "CID_ONSAPI_PULL",
+    "CID_RMQ_SYS_TRANS",
+];
 
 /// Decoded, validated settings of one component instance.
 #[derive(Debug, Clone)]
@@ -553,6 +570,19 @@ impl Settings {
             }
             v => v.map(str::to_string),
         };
+        for key in ["consumerGroup", "producerGroup"] {
+            if let Some(v) = p.get(key).filter(|v| RESERVED_GROUPS.contains(v)) {
+                return Err(invalid(
+                    if key == "consumerGroup" {
+                        "consumerGroup"
+                    } else {
+                        "producerGroup"
+                    },
+                    v,
+                    "a group name of your own: RocketMQ reserves this one for its own clients",
+                ));
+            }
+        }
         let consumer_group = match p.get("consumerGroup") {
             Some(v) if !valid_group(v) => {
                 return Err(invalid(
@@ -977,6 +1007,8 @@ mod tests {
             ("nameServerDomain", "ftp://x"),
             ("consumerGroup", "has space"),
             ("instanceId", "bad/id"),
+            ("consumerGroup", "DEFAULT_CONSUMER"),
+            ("producerGroup", "DEFAULT_PRODUCER"),
         ];
         for (k, v) in cases {
             let e = err(tcp(&[(k, v)]), Role::Input);

@@ -94,16 +94,9 @@ pub fn normalize_expression(expr: &str) -> String {
     }
 }
 
-/// The consumer group. The client refuses RocketMQ's reserved `DEFAULT_CONSUMER` (the Go
-/// client's default, and this binding's when `consumerGroup` is not set), so that one becomes
-/// `DEFAULT_CONSUMER_DAPR` (its retry topic `%RETRY%DEFAULT_CONSUMER_DAPR`, its DLQ
-/// `%DLQ%DEFAULT_CONSUMER_DAPR`). Set `consumerGroup` explicitly in production.
+/// The consumer group (RocketMQ's reserved names are rejected when metadata is decoded).
 pub fn consumer_group(settings: &Settings) -> String {
-    if settings.consumer_group == crate::metadata::DEFAULT_CONSUMER_GROUP {
-        format!("{}_DAPR", crate::metadata::DEFAULT_CONSUMER_GROUP)
-    } else {
-        settings.consumer_group.clone()
-    }
+    settings.consumer_group.clone()
 }
 
 /// Builds the push consumer (not subscribed, not started).

@@ -72,15 +72,10 @@ pub fn build_producer(
     b.build()
 }
 
-/// The producer group. The client refuses RocketMQ's reserved `DEFAULT_PRODUCER` (the Go
-/// client's default, which the binding also defaults to), so that one becomes
-/// `DEFAULT_PRODUCER_DAPR`. The group only matters for transactional messages.
+/// The producer group (RocketMQ's reserved names are rejected when metadata is decoded).
+/// It only matters for transactional messages.
 pub fn producer_group(settings: &Settings) -> String {
-    if settings.producer_group == crate::metadata::DEFAULT_PRODUCER_GROUP {
-        format!("{}_DAPR", crate::metadata::DEFAULT_PRODUCER_GROUP)
-    } else {
-        settings.producer_group.clone()
-    }
+    settings.producer_group.clone()
 }
 
 /// FNV-1a, 32 bit (Go's `hash/fnv` `New32a`), used to pick the queue of a sharding key.
