@@ -37,8 +37,7 @@ async fn conformance_init_ping_operations_read_create_verify_close() {
     );
     // init
     let p = tcp_props("127.0.0.1:9876", "orders");
-    c.init_input("orders", p.clone()).await.unwrap();
-    c.init_output("orders", p).await.unwrap();
+    c.init_both("orders", p).await;
     // ping
     c.ping_input("orders").await.unwrap();
     c.ping_output("orders").await.unwrap();
@@ -81,13 +80,8 @@ async fn wait_for(mut f: impl FnMut() -> bool) {
 async fn acks_out_of_order_are_matched_by_message_id() {
     let (broker, _d, c) = setup().await;
     let p = tcp_props("h:1", "t");
-    c.init_input("a", p.clone()).await.unwrap();
-    c.init_output("a", p).await.unwrap();
-    for i in 0..10 {
-        c.invoke("a", "create", format!("m{i}").as_bytes(), &[])
-            .await
-            .unwrap();
-    }
+    c.init_both("a", p).await;
+    c.send_n("a", "m", 10).await;
     let mut read = c.read("a").await.unwrap();
     let mut got = Vec::new();
     for _ in 0..10 {
@@ -229,8 +223,7 @@ async fn re_init_replaces_configuration_and_closes_old_clients() {
 async fn error_ack_redelivers_then_success_is_final() {
     let (broker, _d, c) = setup().await;
     let p = tcp_props("h:1", "t");
-    c.init_input("a", p.clone()).await.unwrap();
-    c.init_output("a", p).await.unwrap();
+    c.init_both("a", p).await;
     c.invoke("a", "create", b"retry-me", &[]).await.unwrap();
     let mut r = c.read("a").await.unwrap();
     let m1 = r.next().await;
@@ -255,13 +248,8 @@ async fn error_ack_redelivers_then_success_is_final() {
 async fn dropped_stream_redelivers_unacked_messages() {
     let (broker, _d, c) = setup().await;
     let p = tcp_props("h:1", "t");
-    c.init_input("a", p.clone()).await.unwrap();
-    c.init_output("a", p).await.unwrap();
-    for i in 0..3 {
-        c.invoke("a", "create", format!("m{i}").as_bytes(), &[])
-            .await
-            .unwrap();
-    }
+    c.init_both("a", p).await;
+    c.send_n("a", "m", 3).await;
     let mut r = c.read("a").await.unwrap();
     let first = r.next().await;
     r.ack(&first.message_id).await;
@@ -287,13 +275,8 @@ async fn max_in_flight_is_respected() {
     let (_broker, _d, c) = setup().await;
     let mut p = tcp_props("h:1", "t");
     p.insert("maxInFlight".into(), "3".into());
-    c.init_input("a", p.clone()).await.unwrap();
-    c.init_output("a", p).await.unwrap();
-    for i in 0..10 {
-        c.invoke("a", "create", format!("m{i}").as_bytes(), &[])
-            .await
-            .unwrap();
-    }
+    c.init_both("a", p).await;
+    c.send_n("a", "m", 10).await;
     let mut r = c.read("a").await.unwrap();
     let mut held = Vec::new();
     for _ in 0..3 {
@@ -314,16 +297,10 @@ async fn slow_acks_do_not_block_other_instances() {
     let (_broker, _d, c) = setup().await;
     let mut slow = tcp_props("slow:1", "t");
     slow.insert("maxInFlight".into(), "1".into());
-    c.init_input("slow", slow.clone()).await.unwrap();
-    c.init_output("slow", slow).await.unwrap();
+    c.init_both("slow", slow).await;
     let fast = tcp_props("fast:1", "t");
-    c.init_input("fast", fast.clone()).await.unwrap();
-    c.init_output("fast", fast).await.unwrap();
-    for i in 0..5 {
-        c.invoke("slow", "create", format!("s{i}").as_bytes(), &[])
-            .await
-            .unwrap();
-    }
+    c.init_both("fast", fast).await;
+    c.send_n("slow", "s", 5).await;
     let mut rs = c.read("slow").await.unwrap();
     let _held = rs.next().await; // never acked
     let mut rf = c.read("fast").await.unwrap();
@@ -424,13 +401,8 @@ async fn shutdown_waits_for_in_flight_acks_and_releases_the_rest() {
     let d = TestDaemon::start_with(Arc::new(broker.clone()), Duration::from_millis(800)).await;
     let c = d.daprd().await;
     let p = tcp_props("h:1", "t");
-    c.init_input("a", p.clone()).await.unwrap();
-    c.init_output("a", p).await.unwrap();
-    for i in 0..3 {
-        c.invoke("a", "create", format!("m{i}").as_bytes(), &[])
-            .await
-            .unwrap();
-    }
+    c.init_both("a", p).await;
+    c.send_n("a", "m", 3).await;
     let mut r = c.read("a").await.unwrap();
     let m0 = r.next().await;
     let m1 = r.next().await;

@@ -114,6 +114,21 @@ impl Daprd {
         self.list_operations(name).await.map(|_| ())
     }
 
+    /// Input and output Init of one Component, as daprd does for a two-way binding.
+    pub async fn init_both(&self, name: &str, p: HashMap<String, String>) {
+        self.init_input(name, p.clone()).await.unwrap();
+        self.init_output(name, p).await.unwrap();
+    }
+
+    /// Sends `n` messages with bodies `{prefix}{i}`.
+    pub async fn send_n(&self, name: &str, prefix: &str, n: usize) {
+        for i in 0..n {
+            self.invoke(name, "create", format!("{prefix}{i}").as_bytes(), &[])
+                .await
+                .unwrap();
+        }
+    }
+
     pub async fn list_operations(&self, name: &str) -> Result<Vec<String>, Status> {
         Ok(self
             .output

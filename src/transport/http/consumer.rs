@@ -30,7 +30,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use super::{
     Stats,
     client::{Client, ConsumeParams},
-    decode_body,
+    decode_body, decode_trace_value,
     protocol::{self, ReceivedMessage},
 };
 use crate::{
@@ -351,13 +351,22 @@ pub(super) fn inbound(
         "rocketmq-next-consume-time",
         &m.next_consume_time.to_string(),
     );
+    let trace_encoded = prop(protocol::PROP_TRACE_ENCODING) == Some(super::TRACE_ENCODING_PERCENT);
     for (k, v) in &props {
         if keys::TRACE_KEYS.contains(&k.as_str()) {
-            put(k, v);
+            match trace_encoded.then(|| decode_trace_value(v)) {
+                Some(Some(decoded)) => put(k, &decoded),
+                Some(None) => {
+                    tracing::warn!(instance, topic, message_id = %m.message_id, key = %k, "trace value marked percent-encoded does not decode; delivering it raw");
+                    put(k, v);
+                }
+                None => put(k, v),
+            }
         } else if k == protocol::PROP_KEYS
             || k == protocol::PROP_TAGS
             || k.starts_with("__")
             || k == protocol::PROP_BODY_ENCODING
+            || k == protocol::PROP_TRACE_ENCODING
         {
             continue;
         } else {
@@ -399,5 +408,29 @@ mod tests {
         assert_eq!(md["traceparent"], "00-x");
         assert!(!md.contains_key("rocketmq-property-dapr-body-encoding"));
         assert!(!md.contains_key("rocketmq-property-KEYS"));
+    }
+
+    #[test]
+    fn percent_encoded_trace_values_are_decoded_and_the_marker_stripped() {
+        let mk = |props: &str| ReceivedMessage {
+            message_id: "ID1".into(),
+            receipt_handle: "H".into(),
+            body: "x".into(),
+            consumed_times: 1,
+            properties: props.into(),
+            ..Default::default()
+        };
+        let i = inbound(
+            "inst",
+            "T",
+            "G",
+            mk("tracestate:a=b%3Ac%7Cd|baggage:k=DF%252028|dapr-trace-encoding:percent|"),
+        );
+        assert_eq!(i.metadata["tracestate"], "a=b:c|d");
+        assert_eq!(i.metadata["baggage"], "k=DF%2028");
+        assert!(!i.metadata.keys().any(|k| k.contains("trace-encoding")));
+        // Without the marker (another producer), values are delivered as they are.
+        let i = inbound("inst", "T", "G", mk("baggage:k=DF%2028|"));
+        assert_eq!(i.metadata["baggage"], "k=DF%2028");
     }
 }

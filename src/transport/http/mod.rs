@@ -21,13 +21,21 @@
 //! | `rocketmq-deliver-after` | a duration (`90s`, `1m30s`, bare ms) → `__STARTDELIVERTIME` = now + it |
 //! | `rocketmq-delaylevel` | rejected: the HTTP API has no delay levels (use `rocketmq-deliver-after`) |
 //! | `rocketmq-property-<name>` | user property `<name>` |
-//! | `traceparent`, `tracestate`, `baggage` | stored as properties of the same name |
+//! | `traceparent`, `tracestate`, `baggage` | stored as properties of the same name (best effort, see below) |
 //!
 //! Other keys (`user-agent`, `content-type`, …) are not copied. The properties format has no
 //! escaping, so a name or value containing `' " < > & : |` (or a control character) is
 //! rejected with `InvalidRequest` naming the key; nothing is silently altered. Names that
-//! collide with system properties (`KEYS`, `TAGS`, anything starting with `__`, and
-//! `dapr-body-encoding`) are rejected too.
+//! collide with system properties (`KEYS`, `TAGS`, anything starting with `__`,
+//! `dapr-body-encoding` and `dapr-trace-encoding`) are rejected too.
+//!
+//! Trace context never fails a send: W3C `tracestate` and `baggage` values may legally
+//! contain `:` (and a misbehaving tracer anything else). When any trace value holds a
+//! character the format cannot carry, every trace value of that message is percent-encoded
+//! (`%`, the forbidden characters, control and non-ASCII characters become `%XX`) and the
+//! property `dapr-trace-encoding:percent` is added; the input side decodes them back to the
+//! exact values and strips the marker. Trace values that need no encoding go as-is, so other
+//! consumers read them unchanged.
 //!
 //! The send receipt ([`crate::transport::SendReceipt`]) holds `rocketmq-message-id`,
 //! `rocketmq-topic`, `rocketmq-send-status` (`SEND_OK`) and `rocketmq-body-md5` (the server's
@@ -75,7 +83,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::{
     client::{ApiError, Client, Credentials},
-    protocol::{PROP_BODY_ENCODING, PublishMessage},
+    protocol::{PROP_BODY_ENCODING, PROP_TRACE_ENCODING, PublishMessage},
 };
 use super::{Delivery, OutboundMessage, SendReceipt, Transport, TransportError, keys};
 use crate::metadata::{ConsumerModel, Role, Settings};
@@ -414,6 +422,35 @@ fn reserved_property(name: &str) -> bool {
         || name == protocol::PROP_TAGS
         || name.starts_with("__")
         || name == PROP_BODY_ENCODING
+        || name == PROP_TRACE_ENCODING
+}
+
+/// Marker value of [`PROP_TRACE_ENCODING`]: the trace values are percent-encoded.
+pub const TRACE_ENCODING_PERCENT: &str = "percent";
+
+/// What a percent-encoded trace value escapes: controls, `%` and the characters the
+/// properties format cannot carry (non-ASCII is always escaped by `utf8_percent_encode`).
+const TRACE_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b'%')
+    .add(b'\'')
+    .add(b'"')
+    .add(b'<')
+    .add(b'>')
+    .add(b'&')
+    .add(b':')
+    .add(b'|');
+
+/// Percent-encodes one trace value (reversible with [`decode_trace_value`]).
+pub fn encode_trace_value(v: &str) -> String {
+    percent_encoding::utf8_percent_encode(v, TRACE_ESCAPED).to_string()
+}
+
+/// Decodes a value written by [`encode_trace_value`]; `None` if it is not valid UTF-8.
+pub fn decode_trace_value(v: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(v)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 /// Builds the publish request from an outbound message (validation included).
@@ -516,12 +553,27 @@ pub fn build_publish(msg: &OutboundMessage, now: i64) -> Result<PublishMessage, 
         protocol::check_property_part(name, v, "value").map_err(|e| invalid(k, e.to_string()))?;
         props.push((name.to_string(), v.clone()));
     }
-    for tk in keys::TRACE_KEYS {
-        if let Some(v) = get(tk) {
-            protocol::check_property_part(tk, v, "value")
-                .map_err(|e| invalid(tk, e.to_string()))?;
-            props.push((tk.to_string(), v.to_string()));
-        }
+    // Trace context is best effort and never fails a send (see the module docs).
+    let trace: Vec<(&str, &str)> = keys::TRACE_KEYS
+        .iter()
+        .filter_map(|tk| get(tk).map(|v| (*tk, v)))
+        .collect();
+    let encode_trace = trace
+        .iter()
+        .any(|(tk, v)| protocol::check_property_part(tk, v, "value").is_err());
+    for (tk, v) in &trace {
+        let v = if encode_trace {
+            encode_trace_value(v)
+        } else {
+            v.to_string()
+        };
+        props.push((tk.to_string(), v));
+    }
+    if encode_trace {
+        props.push((
+            PROP_TRACE_ENCODING.into(),
+            TRACE_ENCODING_PERCENT.to_string(),
+        ));
     }
 
     let (body, marker) = encode_body(&msg.data);
@@ -613,13 +665,61 @@ mod tests {
                 "rocketmq-deliver-after",
             ),
             (vec![("rocketmq-key", "a b")], "rocketmq-key"),
-            (vec![("tracestate", "a=<b>")], "tracestate"),
+            (
+                vec![("rocketmq-property-dapr-trace-encoding", "x")],
+                "rocketmq-property-dapr-trace-encoding",
+            ),
         ] {
             let e = build_publish(&out(&md, b"x"), 0).unwrap_err();
             match &e {
                 TransportError::InvalidRequest { key: k, .. } => assert_eq!(k, key, "{e}"),
                 other => panic!("{other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn trace_values_never_fail_a_send_and_round_trip() {
+        let plain = build_publish(
+            &out(
+                &[
+                    ("tracestate", "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
+                    ("baggage", "userId=alice,serverNode=DF%2028"),
+                ],
+                b"x",
+            ),
+            0,
+        )
+        .unwrap();
+        let p = protocol::parse_properties(&plain.properties);
+        let get = |p: &[(String, String)], k: &str| {
+            p.iter().find(|(a, _)| a == k).map(|(_, v)| v.to_string())
+        };
+        // Nothing to escape: sent as-is, no marker.
+        assert_eq!(
+            get(&p, "baggage").as_deref(),
+            Some("userId=alice,serverNode=DF%2028")
+        );
+        assert_eq!(get(&p, PROP_TRACE_ENCODING), None);
+
+        let tricky = [
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("tracestate", "vendor=a:b|c,x=<&>'\"q\",y=ü"),
+            ("baggage", "userId=alice,serverNode=DF%2028,ctl=a\u{1}b"),
+        ];
+        let m = build_publish(&out(&tricky, b"x"), 0).unwrap();
+        let p = protocol::parse_properties(&m.properties);
+        assert_eq!(
+            get(&p, PROP_TRACE_ENCODING).as_deref(),
+            Some(TRACE_ENCODING_PERCENT)
+        );
+        for (k, v) in tricky {
+            let wire = get(&p, k).unwrap();
+            protocol::check_property_part(k, &wire, "value").unwrap();
+            assert_eq!(decode_trace_value(&wire).as_deref(), Some(v), "{k}");
         }
     }
 

@@ -46,6 +46,8 @@ pub const PROP_START_DELIVER_TIME: &str = "__STARTDELIVERTIME";
 pub const PROP_TRANS_CHECK: &str = "__TransCheckT";
 /// This binding's marker for bodies that are not sent as plain text (see the `http` module).
 pub const PROP_BODY_ENCODING: &str = "dapr-body-encoding";
+/// This binding's marker for trace-context values sent percent-encoded (see the `http` module).
+pub const PROP_TRACE_ENCODING: &str = "dapr-trace-encoding";
 
 /// Characters no property key or value may contain (spec §3).
 pub const FORBIDDEN_PROPERTY_CHARS: [char; 7] = ['\'', '"', '<', '>', '&', ':', '|'];
