@@ -77,6 +77,14 @@ async fn round_trip_1000_messages_intact() {
                 "traceparent",
                 "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
             ),
+            (
+                "tracestate",
+                "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE,v=a:b",
+            ),
+            (
+                "baggage",
+                "userId=alice,serverNode=DF%2028,isProduction=false",
+            ),
             ("user-agent", "must-not-be-copied"),
         ],
     )
@@ -120,6 +128,14 @@ async fn round_trip_1000_messages_intact() {
         assert_eq!(
             md["traceparent"],
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        );
+        assert_eq!(
+            md["tracestate"],
+            "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE,v=a:b"
+        );
+        assert_eq!(
+            md["baggage"],
+            "userId=alice,serverNode=DF%2028,isProduction=false"
         );
         assert!(!md.keys().any(|k| k.contains("user-agent")), "{md:?}");
         assert_eq!(ids[idx], *id, "receipt id == consumer id");

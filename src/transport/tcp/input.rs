@@ -264,15 +264,24 @@ pub fn inbound(msg: &MessageExt, group: &str, queue_broker: &str) -> InboundMess
     if !broker.is_empty() {
         put(md::BROKER_NAME, broker);
     }
+    let mut trace = Vec::new();
     for (k, v) in msg.properties() {
         let name = k.as_str();
         if keys::TRACE_KEYS.contains(&name) {
-            put(name, v.as_str());
+            // W3C trace context is printable ASCII by definition and daprd parses it from
+            // these keys: keep it verbatim (`%` in baggage included) unless it is unsafe.
+            let v = v.as_str();
+            if v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                trace.push((name.to_string(), v.to_string()));
+            } else {
+                put(name, v);
+            }
         } else if !is_system_property(name) {
             let key = format!("{}{}", keys::PROPERTY_PREFIX, header_name(name));
             put(&key, v.as_str());
         }
     }
+    m.extend(trace);
     InboundMessage {
         data: msg.body().unwrap_or_default(),
         metadata: m,
