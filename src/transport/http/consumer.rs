@@ -35,6 +35,7 @@ use super::{
 };
 use crate::{
     metadata::{Settings, Subscription},
+    telemetry::metrics,
     transport::{Delivery, InboundMessage, Outcome, keys, outcome},
 };
 
@@ -95,6 +96,7 @@ async fn poll_loop(
     let orderly = ctx.settings.consume_orderly;
     let tag = sub.tags().map(|_| sub.expression.clone());
     let mut backoff = BACKOFF_START;
+    let mut failing = false;
     tracing::debug!(instance = %ctx.instance, topic = %sub.topic, loop_no = n, "http poll loop started");
     loop {
         let params = ConsumeParams {
@@ -110,6 +112,11 @@ async fn poll_loop(
             _ = ctx.cancel.cancelled() => break,
             r = ctx.client.consume(&params) => r,
         };
+        if r.is_ok() && failing {
+            failing = false;
+            metrics::reconnected(&ctx.instance, "http");
+            tracing::info!(instance = %ctx.instance, topic = %sub.topic, "endpoint answers again; consuming");
+        }
         match r {
             Ok(msgs) if msgs.is_empty() => {
                 backoff = BACKOFF_START;
@@ -132,6 +139,7 @@ async fn poll_loop(
                 }
             }
             Err(e) => {
+                failing = true;
                 ctx.stats.poll_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     instance = %ctx.instance,
@@ -236,6 +244,7 @@ async fn ack_now(ctx: &Ctx, topic: &str, group: &str, handles: Vec<String>) {
                 );
                 if failed > 0 {
                     ctx.stats.ack_failures.fetch_add(failed, Ordering::Relaxed);
+                    metrics::broker_ack_failed(&ctx.instance, "http", failed);
                     for f in &res.failed {
                         tracing::warn!(
                             instance = %ctx.instance,
@@ -255,6 +264,7 @@ async fn ack_now(ctx: &Ctx, topic: &str, group: &str, handles: Vec<String>) {
                     ctx.stats
                         .ack_failures
                         .fetch_add(handles.len() as u64, Ordering::Relaxed);
+                    metrics::broker_ack_failed(&ctx.instance, "http", handles.len() as u64);
                     return;
                 }
                 tokio::time::sleep(delay).await;

@@ -129,6 +129,9 @@ pub struct TcpTransport {
     /// Topics that have accepted at least one send (a later "no route" means the broker is
     /// down, not that the topic is unknown).
     known_topics: StdMutex<HashSet<String>>,
+    /// The last send failed because no broker could be reached (a later success counts as a
+    /// reconnect in the metrics).
+    send_failing: std::sync::atomic::AtomicBool,
     closed: CancellationToken,
 }
 
@@ -164,6 +167,7 @@ impl TcpTransport {
             consumer: Mutex::new(None),
             listener: StdMutex::new(None),
             known_topics: StdMutex::new(HashSet::new()),
+            send_failing: std::sync::atomic::AtomicBool::new(false),
             closed: CancellationToken::new(),
         }
     }
@@ -289,7 +293,17 @@ impl Transport for TcpTransport {
                 .lock()
                 .map(|k| k.contains(&topic))
                 .unwrap_or(false);
-            match output::send_one(producer, one, self.settings.send_timeout).await {
+            let sent = output::send_one(producer, one, self.settings.send_timeout).await;
+            let unavailable = matches!(sent, Err(output::SendFailure::TimedOut))
+                || matches!(&sent, Err(output::SendFailure::Client(e))
+                    if matches!(errors::map(e, &self.target(), Some(&topic), known), TransportError::Unavailable { .. }));
+            if unavailable {
+                self.send_failing.store(true, Ordering::Relaxed);
+            } else if sent.is_ok() && self.send_failing.swap(false, Ordering::Relaxed) {
+                crate::telemetry::metrics::reconnected(&self.instance, "tcp");
+                tracing::info!(instance = %self.instance, "broker reachable again; sends succeed");
+            }
+            match sent {
                 Ok(r) => {
                     if let Ok(mut k) = self.known_topics.lock() {
                         k.insert(topic.clone());
