@@ -24,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use futures::Stream;
+use futures::{FutureExt as _, Stream};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -164,7 +164,13 @@ impl Session {
             tokio::select! {
                 biased;
                 ack = acks.message() => match ack {
-                    Ok(Some(ack)) => self.settle(ack),
+                    Ok(Some(ack)) => {
+                        self.settle(ack);
+                        // Settle every ack that is already here before waking again.
+                        while let Some(Ok(Some(ack))) = acks.message().now_or_never() {
+                            self.settle(ack);
+                        }
+                    }
                     Ok(None) => break "daprd closed the stream",
                     Err(e) => {
                         tracing::debug!(instance = %self.name, stream = self.id, error = %e, "ack stream error");
@@ -186,6 +192,18 @@ impl Session {
                 d = inst.next_delivery(), if can_pull => match d {
                     Some(d) => {
                         if !self.forward(d, &tx).await {
+                            break "daprd cancelled the stream";
+                        }
+                        // Forward what is already buffered while the window allows.
+                        let mut gone = false;
+                        while self.pending.len() < max {
+                            let Some(d) = inst.try_next_delivery() else { break };
+                            if !self.forward(d, &tx).await {
+                                gone = true;
+                                break;
+                            }
+                        }
+                        if gone {
                             break "daprd cancelled the stream";
                         }
                     }

@@ -78,6 +78,12 @@ impl InputInstance {
         Ok(())
     }
 
+    /// A delivery that is ready now, without waiting (None if none is, or another stream is
+    /// pulling).
+    pub fn try_next_delivery(&self) -> Option<Delivery> {
+        self.queue.try_lock().ok()?.as_mut()?.try_recv().ok()
+    }
+
     /// The next delivery for a Read stream. `None` when the consumer is closed (instance
     /// replaced or shut down) or was never started.
     pub async fn next_delivery(&self) -> Option<Delivery> {
