@@ -8,7 +8,8 @@
 #    (installed into .tools/ on first run);
 # 3. lints and validates the deploy/ manifests (yamllint, kubernetes-validate in .tools/);
 # 4. runs `cargo test` (unit, integration and doc tests) with the servers' addresses exported;
-# 5. stops the servers, also on failure.
+# 5. runs the benchmark in smoke mode (seconds; numbers are not judged);
+# 6. stops the servers, also on failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -32,3 +33,6 @@ scripts/http-sdk-fidelity.sh
 
 echo "== cargo test"
 cargo test --locked "$@"
+
+echo "== benchmark smoke (scripts/bench.sh --smoke: seconds-long, keeps the benchmark working)"
+scripts/bench.sh --smoke
