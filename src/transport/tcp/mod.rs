@@ -1,7 +1,7 @@
 //! `accessProto: tcp`: native RocketMQ remoting through `rocketmq-client-rust` 1.0.0.
 //!
 //! One [`TcpTransport`] serves one component instance and role. It owns its own client
-//! runtime ([`host::ClientHost`]: a `RuntimeOwner` + `ClientRuntime`) and its own RocketMQ
+//! runtime (`host::ClientHost`: a `RuntimeOwner` + `ClientRuntime`) and its own RocketMQ
 //! client, registered under a distinct instance name (`dapr-<instance>-<role>-<pid>-<n>`),
 //! so two components never share a connection, a route cache, a consumer or a message.
 //!
@@ -56,7 +56,7 @@
 //! `nameServer` (already split and stripped of `http://` by [`Settings`]) or
 //! `nameServerDomain` (an address server URL: the binding GETs it and splits the body on `;`,
 //! see [`names`]). `accessKey`/`secretKey`/`securityToken` sign every request like Java's
-//! `AclClientRPCHook` ([`acl`]). `instanceId` is set explicitly as the client namespace.
+//! `AclClientRPCHook` (module `acl`). `instanceId` is set explicitly as the client namespace.
 //! Secrets are never logged or put into errors.
 
 mod acl;
