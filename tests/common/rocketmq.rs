@@ -18,6 +18,7 @@ use std::{
 };
 
 use crate::common::{Daprd, ReadStream};
+use rocketmq_binding::dapr::proto::ReadResponse;
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/rocketmq-local.sh")
@@ -230,6 +231,16 @@ impl Seen {
     pub fn duplicates(&self) -> usize {
         self.ids.len() - self.distinct()
     }
+    /// Records one delivery under its broker message id.
+    pub fn record(&mut self, m: ReadResponse) {
+        let id = m
+            .metadata
+            .get("rocketmq-message-id")
+            .cloned()
+            .unwrap_or_default();
+        self.ids.push(id.clone());
+        self.msgs.push((id, m.data.to_vec(), m.metadata));
+    }
 }
 
 /// Reads until `want` distinct messages arrived (acking each), or `limit` passed, or no
@@ -247,13 +258,7 @@ pub async fn read_acking(
             break;
         };
         rs.ack(&m.message_id).await;
-        let id = m
-            .metadata
-            .get("rocketmq-message-id")
-            .cloned()
-            .unwrap_or_default();
-        seen.ids.push(id.clone());
-        seen.msgs.push((id, m.data.to_vec(), m.metadata));
+        seen.record(m);
     }
     seen
 }
@@ -263,13 +268,7 @@ pub async fn drain(rs: &mut ReadStream, quiet: Duration) -> Seen {
     let mut seen = Seen::default();
     while let Some(m) = rs.next_within(quiet).await {
         rs.ack(&m.message_id).await;
-        let id = m
-            .metadata
-            .get("rocketmq-message-id")
-            .cloned()
-            .unwrap_or_default();
-        seen.ids.push(id.clone());
-        seen.msgs.push((id, m.data.to_vec(), m.metadata));
+        seen.record(m);
     }
     seen
 }
