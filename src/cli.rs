@@ -126,6 +126,14 @@ struct ServeArgs {
     /// e.g. 127.0.0.1:9464.
     #[arg(long, env = "ROCKETMQ_BINDING_METRICS_ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// Async worker threads, shared by the gRPC server and the RocketMQ clients (listeners
+    /// that wait for the app's ack use separate blocking threads). One is the sidecar
+    /// default: on 2 cores it measured 54–86 µs of daemon CPU per sent message against
+    /// 93–138 µs with two threads and a separate client runtime; raise it when one daemon
+    /// must move more than ~15k messages/s.
+    #[arg(long, env = "ROCKETMQ_BINDING_WORKER_THREADS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    worker_threads: u16,
 }
 
 /// glibc gives every thread that allocates its own arena (up to 8 × cores); the client
@@ -158,7 +166,12 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     limit_malloc_arenas();
+    let workers = match cli.command {
+        None => usize::from(cli.serve.worker_threads),
+        Some(_) => 1,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
     {
