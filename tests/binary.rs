@@ -198,6 +198,49 @@ fn healthcheck_exit_codes() {
     assert_eq!(out.status.code(), Some(1));
 }
 
+/// Threads of `pid` whose name starts with `prefix`.
+fn threads_named(pid: u32, prefix: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|c| c.starts_with(prefix))
+        .count()
+}
+
+#[test]
+fn worker_threads_default_to_one_and_follow_the_flag_and_env() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, env, want) in [
+        (None, None, 1),
+        (Some("3"), None, 3),
+        (None, Some("2"), 2),
+        (Some("4"), Some("2"), 4),
+    ] {
+        let mut cmd = command();
+        cmd.arg("--socket-folder").arg(dir.path());
+        if let Some(n) = flag {
+            cmd.args(["--worker-threads", n]);
+        }
+        if let Some(n) = env {
+            cmd.env("ROCKETMQ_BINDING_WORKER_THREADS", n);
+        }
+        let d = Daemon::spawn(cmd, sock(dir.path()));
+        let got = threads_named(d.child.id(), "tokio-rt-worker");
+        let (code, log) = d.terminate();
+        assert_eq!(got, want, "flag {flag:?} env {env:?}");
+        assert_eq!(code, 0, "{log}");
+    }
+    // Zero is refused with the flag named, before anything listens.
+    let out = command()
+        .args(["--worker-threads", "0", "--socket-folder"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--worker-threads"));
+    assert!(!sock(dir.path()).exists());
+}
+
 #[test]
 fn version_flag() {
     let out = command().arg("--version").output().unwrap();
