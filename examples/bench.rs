@@ -11,8 +11,9 @@
 //!
 //! 1. output: `create` invokes/s and p50/p99/p999 through the socket at each concurrency
 //!    (1 KiB bodies) vs the raw producer in this process at the same concurrency;
-//! 2. input: deliveries/s through a Read stream (immediate acks, and a 1 ms app) vs a raw push
-//!    consumer (fresh group, first offset) draining the same backlog;
+//! 2. input: deliveries/s through a Read stream (immediate acks, a 1 ms app, and immediate acks
+//!    with `consumeMessageBatchMaxSize` 32 on both sides) vs a raw push consumer (fresh group,
+//!    first offset) draining the same backlog;
 //! 3. daemon RSS (idle after Init, peak per phase via VmHWM) and exec → socket-accepting time;
 //! 4. the HTTP transport against the in-process emulator: publish/s, consume+ack/s and the idle
 //!    CPU of a long-polling consumer;
@@ -114,6 +115,10 @@ struct Args {
     /// consumerBatchSize (pull batch size) of both consumers; unset = the binding's default (32).
     #[arg(long)]
     pull_batch: Option<u32>,
+    /// consumeMessageBatchMaxSize of the extra "batch" input mode (immediate acks, both sides
+    /// with this batch size); 1 skips the mode. Default 32 (smoke 4).
+    #[arg(long)]
+    consume_batch: Option<u32>,
     /// Simulated app time per message in the "slow app" input runs, in milliseconds.
     #[arg(long, default_value_t = 1)]
     app_ms: u64,
@@ -146,6 +151,7 @@ struct Plan {
     startup_runs: usize,
     limit: Duration,
     http_n: usize,
+    consume_batch: u32,
 }
 
 impl Plan {
@@ -165,6 +171,10 @@ impl Plan {
             startup_runs: a.startup_runs.unwrap_or(if smoke { 3 } else { 15 }).max(1),
             limit: Duration::from_secs(a.limit_secs.unwrap_or(if smoke { 30 } else { 120 })),
             http_n: a.http_messages.unwrap_or(if smoke { 100 } else { 5000 }),
+            consume_batch: a
+                .consume_batch
+                .unwrap_or(if smoke { 4 } else { 32 })
+                .clamp(1, 1024),
         }
     }
 
@@ -779,6 +789,8 @@ struct InputCfg<'a> {
     topic: &'a str,
     threads: u32,
     pull_batch: Option<u32>,
+    /// consumeMessageBatchMaxSize of both sides.
+    batch: u32,
     max_in_flight: usize,
     limit: Duration,
 }
@@ -805,7 +817,7 @@ async fn raw_drain(
         .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
         .consume_thread_min(cfg.threads)
         .consume_thread_max(cfg.threads)
-        .consume_message_batch_max_size(1)
+        .consume_message_batch_max_size(cfg.batch)
         .pull_batch_size(cfg.pull_batch.unwrap_or(32))
         .build();
     c.subscribe(cfg.topic.to_string(), "*".to_string())
@@ -854,6 +866,10 @@ async fn daemon_drain(
         ),
         ("consumerThreadNums".to_string(), cfg.threads.to_string()),
         ("maxInFlight".to_string(), cfg.max_in_flight.to_string()),
+        (
+            "consumeMessageBatchMaxSize".to_string(),
+            cfg.batch.to_string(),
+        ),
     ];
     if let Some(b) = cfg.pull_batch {
         props.push(("consumerBatchSize".into(), b.to_string()));
@@ -1155,11 +1171,12 @@ async fn input_phase(
         fill.rate(),
         fill.errors
     );
-    let cfg = InputCfg {
+    let mut cfg = InputCfg {
         namesrv,
         topic: &topic,
         threads: args.consumer_threads,
         pull_batch: args.pull_batch,
+        batch: 1,
         max_in_flight: args.max_in_flight,
         limit: plan.limit,
     };
@@ -1182,7 +1199,12 @@ async fn input_phase(
     ));
     let app_d = Duration::from_millis(args.app_ms);
     let mut tcp_idle = None;
-    for (mode, app) in [("immediate", None), ("app", Some(app_d))] {
+    let mut runs = vec![("immediate", None, 1), ("app", Some(app_d), 1)];
+    if plan.consume_batch > 1 {
+        runs.push(("batch", None, plan.consume_batch));
+    }
+    for (mode, app, batch) in runs {
+        cfg.batch = batch;
         let (mut rs, mut ds) = (Vec::new(), Vec::new());
         for _ in 0..plan.rounds {
             rs.push(raw_drain(&host, &cfg, n, app, pids).await);
@@ -1195,6 +1217,8 @@ async fn input_phase(
         let ratio = d.rate() / r.rate().max(1e-9);
         let mode_label = if app.is_some() {
             format!("app {}ms", args.app_ms)
+        } else if batch > 1 {
+            format!("batch {batch}")
         } else {
             mode.to_string()
         };
@@ -1217,6 +1241,7 @@ async fn input_phase(
         }
         modes.push(json!({
             "mode": mode, "app_ms": app.map(|d| d.as_millis() as u64),
+            "consume_message_batch_max_size": batch,
             "raw": drain_json(&r), "daemon": drain_json(&d),
             "raw_rounds_per_sec": rs.iter().map(Drain::rate).collect::<Vec<_>>(),
             "daemon_rounds_per_sec": ds.iter().map(Drain::rate).collect::<Vec<_>>(),

@@ -193,6 +193,10 @@ pub struct Settings {
     pub consumer_batch_size: Option<u32>,
     /// `consumerThreadNums`: concurrent deliveries the consumer works on.
     pub consumer_thread_nums: u32,
+    /// `consumeMessageBatchMaxSize` (tcp): messages one listener call hands to the app
+    /// together; the call confirms them only when every one is acked, otherwise the whole
+    /// batch is redelivered (the semantics of Dapr's RocketMQ pub/sub component).
+    pub consume_batch_max_size: u32,
     /// `retries`: producer send retries.
     pub retries: u32,
     /// `topics`.
@@ -229,6 +233,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "producerGroup",
     "consumerBatchSize",
     "consumerThreadNums",
+    "consumeMessageBatchMaxSize",
     "retries",
     "topics",
     "sendTimeout",
@@ -621,6 +626,10 @@ impl Settings {
             Some(v) => parse_int("consumerThreadNums", v, 1, 256)? as u32,
             None => 16,
         };
+        let consume_batch_max_size = match p.get("consumeMessageBatchMaxSize") {
+            Some(v) => parse_int("consumeMessageBatchMaxSize", v, 1, 1024)? as u32,
+            None => 1,
+        };
         let retries = match p.get("retries") {
             Some(v) => Some(parse_int("retries", v, 0, 64)? as u32),
             None => None,
@@ -736,6 +745,7 @@ impl Settings {
             producer_group,
             consumer_batch_size,
             consumer_thread_nums,
+            consume_batch_max_size,
             retries: retries.unwrap_or(2),
             topics,
             send_timeout,
@@ -782,6 +792,7 @@ impl Settings {
             "consumerGroup" => q(&self.consumer_group),
             "producerGroup" => q(&self.producer_group),
             "consumerThreadNums" => self.consumer_thread_nums.to_string(),
+            "consumeMessageBatchMaxSize" => self.consume_batch_max_size.to_string(),
             "retries" => self.retries.to_string(),
             "sendTimeout" => dur(self.send_timeout),
             "consumerModel" => q(match self.consumer_model {
@@ -992,6 +1003,8 @@ mod tests {
             ("consumerBatchSize", "0"),
             ("consumerBatchSize", "x"),
             ("consumerThreadNums", "-1"),
+            ("consumeMessageBatchMaxSize", "0"),
+            ("consumeMessageBatchMaxSize", "1025"),
             ("retries", "many"),
             ("sendTimeout", "3 parsecs"),
             ("sendTimeout", "0ms"),

@@ -455,6 +455,131 @@ async fn every_third_nacked_is_redelivered_once_then_never_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batches_are_confirmed_whole_and_one_failure_redelivers_its_batch() {
+    let (_d, daprd) = daemon().await;
+    let topic = unique("bat");
+    let group = unique("g");
+    daprd.init_output("out", output_props(&[])).await.unwrap();
+    let n = 40;
+    let ids = send_n(
+        &daprd,
+        "out",
+        n,
+        |i| format!("b{i}").into_bytes(),
+        &[("rocketmq-topic", &topic)],
+    )
+    .await;
+    let threads = 2;
+    daprd
+        .init_input(
+            "in",
+            input_props(
+                &topic,
+                &group,
+                &[
+                    ("consumerThreadNums", "2"),
+                    ("consumeMessageBatchMaxSize", "8"),
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let mut rs = daprd.read("in").await.unwrap();
+    // Hold deliveries without acking: two consume threads with batches of 8 put up to 16
+    // messages in flight (one at a time per thread without batching: 2).
+    let mut held = Vec::new();
+    while let Some(m) = rs.next_within(Duration::from_secs(3)).await {
+        held.push(m);
+        if held.len() == 16 {
+            break;
+        }
+    }
+    assert!(
+        held.len() > threads,
+        "only {} deliveries in flight with {threads} threads: batches are not handed over whole",
+        held.len()
+    );
+    // Fail the first held message, ack the rest.
+    let failed = held[0].metadata["rocketmq-message-id"].clone();
+    let failed_queue = held[0].metadata["rocketmq-queue-id"].clone();
+    rs.nack(&held[0].message_id, "fails once").await;
+    let mut count: HashMap<String, usize> = HashMap::new();
+    let mut acked: HashSet<String> = HashSet::new();
+    let mut first_acked: HashSet<String> = HashSet::new();
+    // Queue of each first delivery (redeliveries come from the retry topic's queues).
+    let mut first_queue: HashMap<String, String> = HashMap::new();
+    count.insert(failed.clone(), 1);
+    for m in &held[1..] {
+        let id = m.metadata["rocketmq-message-id"].clone();
+        *count.entry(id.clone()).or_insert(0) += 1;
+        rs.ack(&m.message_id).await;
+        first_queue.insert(id.clone(), m.metadata["rocketmq-queue-id"].clone());
+        first_acked.insert(id.clone());
+        acked.insert(id);
+    }
+    let mut redelivered_after_ack: Vec<(String, String, String)> = Vec::new();
+    // Until everything is acked, then until nothing more arrives for 12 s (the failed batch
+    // comes back together from the retry topic after ~10 s).
+    while t.elapsed() < Duration::from_secs(100) {
+        let done = acked.len() == n && count[&failed] >= 2;
+        let quiet = Duration::from_secs(if done { 12 } else { 40 });
+        let Some(m) = rs.next_within(quiet).await else {
+            break;
+        };
+        let id = m.metadata["rocketmq-message-id"].clone();
+        *count.entry(id.clone()).or_insert(0) += 1;
+        if first_acked.contains(&id) {
+            redelivered_after_ack.push((
+                id.clone(),
+                first_queue[&id].clone(),
+                m.metadata["rocketmq-reconsume-times"].clone(),
+            ));
+        }
+        rs.ack(&m.message_id).await;
+        acked.insert(id);
+    }
+    let elapsed = t.elapsed();
+    let lost = ids.iter().filter(|id| !acked.contains(*id)).count();
+    let delivered: usize = count.values().sum();
+    report(
+        "batch-8-one-nack",
+        n,
+        delivered,
+        lost,
+        delivered - n,
+        elapsed,
+    );
+    println!(
+        "  in flight at once: {} (threads {threads}); batch-mates redelivered with the failed one: {}",
+        held.len(),
+        redelivered_after_ack.len()
+    );
+    assert_eq!(lost, 0);
+    assert_eq!(count[&failed], 2, "the failed message comes back once");
+    assert!(
+        !redelivered_after_ack.is_empty(),
+        "a failure must redeliver its whole batch"
+    );
+    assert!(
+        redelivered_after_ack.len() <= 7,
+        "{redelivered_after_ack:?}"
+    );
+    for (id, queue, times) in &redelivered_after_ack {
+        assert_eq!(
+            queue, &failed_queue,
+            "{id} redelivered but not from the failed message's queue"
+        );
+        assert_eq!(times, "1", "{id}");
+    }
+    // Everything else exactly once, the batch once more, nothing after that.
+    for id in &ids {
+        let redelivered = *id == failed || redelivered_after_ack.iter().any(|(r, _, _)| r == id);
+        assert_eq!(count[id], if redelivered { 2 } else { 1 }, "{id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exhausted_retries_land_in_the_dlq() {
     let (_d, daprd) = daemon().await;
     let topic = unique("dlq");

@@ -1,10 +1,17 @@
 //! The input side: the push consumer, its listeners and the delivery metadata.
 //!
 //! The crate's listeners are synchronous and run on the client runtime's blocking lane (sized
-//! in [`super::host`]). Each call hands its one message to the Dapr layer as a [`Delivery`]
-//! and blocks on the settle handle; nothing needs a timer, so the wait is a plain
-//! `futures::executor::block_on` over the sink send, the outcome and the transport's close
+//! in [`super::host`]). Each call hands its messages to the Dapr layer as [`Delivery`]s and
+//! blocks on their settle handles; nothing needs a timer, so the wait is a plain
+//! `futures::executor::block_on` over the sink sends, the outcomes and the transport's close
 //! token.
+//!
+//! A call carries `consumeMessageBatchMaxSize` messages (default 1). The concurrent listener
+//! hands a whole batch to the app at once and answers "consumed" only when every message of
+//! it was acked: the crate gives a listener no way to confirm part of a batch (its context is
+//! read-only, so Java's `ackIndex` is not available), so one failure redelivers the whole
+//! batch. The orderly listener delivers one message at a time, in order, and stops at the
+//! first failure.
 
 use std::{
     collections::HashMap,
@@ -116,7 +123,7 @@ pub fn build_consumer(
         })
         .consume_thread_min(threads)
         .consume_thread_max(threads)
-        .consume_message_batch_max_size(1)
+        .consume_message_batch_max_size(settings.consume_batch_max_size.max(1))
         .pull_batch_size(settings.consumer_batch_size.unwrap_or(32).max(1))
         .max_reconsume_times(i32::try_from(settings.max_reconsume_times).unwrap_or(16))
         .rpc_hook(hook);
@@ -156,32 +163,56 @@ impl Drop for InflightGuard<'_> {
 impl ListenerShared {
     /// Hands one message to the app and waits for the verdict. `true` = confirmed.
     fn deliver(&self, msg: &MessageExt, broker_name: &str) -> bool {
+        self.deliver_all(std::slice::from_ref(&msg), broker_name)
+    }
+
+    /// Hands every message to the app at once and waits for all verdicts. `true` = every
+    /// one confirmed. Returns early (false) when the transport closes or one is released:
+    /// the batch is redelivered as a whole anyway, and the unsettled rest is released when
+    /// the Dapr layer drops its handles.
+    fn deliver_all(&self, msgs: &[&MessageExt], broker_name: &str) -> bool {
         self.inflight.fetch_add(1, Ordering::AcqRel);
         let _running = InflightGuard(&self.inflight);
         if self.closed.is_cancelled() {
             return false;
         }
-        let message = inbound(msg, &self.group, broker_name);
-        let (delivery, rx) = Delivery::new(message);
         let fut = async {
-            tokio::select! {
-                biased;
-                _ = self.closed.cancelled() => return false,
-                r = self.sink.send(delivery) => {
-                    if r.is_err() {
+            let mut outcomes = Vec::with_capacity(msgs.len());
+            for m in msgs {
+                let (delivery, rx) = Delivery::new(inbound(m, &self.group, broker_name));
+                // Fast path: room in the queue, no need to watch the close token.
+                let delivery = match self.sink.try_send(delivery) {
+                    Ok(()) => None,
+                    Err(mpsc::error::TrySendError::Full(d)) => Some(d),
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                };
+                if let Some(delivery) = delivery {
+                    tokio::select! {
+                        biased;
+                        _ = self.closed.cancelled() => return false,
+                        r = self.sink.send(delivery) => {
+                            if r.is_err() {
+                                return false;
+                            }
+                        }
+                    }
+                }
+                outcomes.push(outcome(rx));
+            }
+            let all = async {
+                let mut pending: futures::stream::FuturesUnordered<_> =
+                    outcomes.into_iter().collect();
+                while let Some(o) = futures::StreamExt::next(&mut pending).await {
+                    if let Outcome::Release { reason } = o {
+                        tracing::debug!(instance = %self.instance, %reason, "delivery released");
                         return false;
                     }
                 }
-            }
+                true
+            };
             tokio::select! {
                 biased;
-                o = outcome(rx) => match o {
-                    Outcome::Confirm => true,
-                    Outcome::Release { reason } => {
-                        tracing::debug!(instance = %self.instance, %reason, "delivery released");
-                        false
-                    }
-                },
+                ok = all => ok,
                 _ = self.closed.cancelled() => false,
             }
         };
@@ -189,7 +220,8 @@ impl ListenerShared {
     }
 }
 
-/// Concurrent listener: confirm → success, anything else → reconsume later.
+/// Concurrent listener: every message confirmed → success, anything else → reconsume later
+/// (the whole batch).
 pub struct ConcurrentListener(pub Arc<ListenerShared>);
 
 impl MessageListenerConcurrently for ConcurrentListener {
@@ -199,12 +231,11 @@ impl MessageListenerConcurrently for ConcurrentListener {
         ctx: &ConsumeConcurrentlyContext,
     ) -> ClientResult<ConsumeConcurrentlyStatus> {
         let broker = ctx.get_message_queue().broker_name().to_string();
-        for m in msgs {
-            if !self.0.deliver(m, &broker) {
-                return Ok(ConsumeConcurrentlyStatus::ReconsumeLater);
-            }
-        }
-        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+        Ok(if self.0.deliver_all(msgs, &broker) {
+            ConsumeConcurrentlyStatus::ConsumeSuccess
+        } else {
+            ConsumeConcurrentlyStatus::ReconsumeLater
+        })
     }
 }
 
