@@ -199,12 +199,23 @@ impl ListenerShared {
                 }
                 outcomes.push(outcome(rx));
             }
+            let confirmed = |o: Outcome| match o {
+                Outcome::Confirm => true,
+                Outcome::Release { reason } => {
+                    tracing::debug!(instance = %self.instance, %reason, "delivery released");
+                    false
+                }
+            };
             let all = async {
+                if outcomes.len() == 1 {
+                    // The default (one message per call): no set to poll.
+                    let one = outcomes.pop().expect("one outcome");
+                    return confirmed(one.await);
+                }
                 let mut pending: futures::stream::FuturesUnordered<_> =
                     outcomes.into_iter().collect();
                 while let Some(o) = futures::StreamExt::next(&mut pending).await {
-                    if let Outcome::Release { reason } = o {
-                        tracing::debug!(instance = %self.instance, %reason, "delivery released");
+                    if !confirmed(o) {
                         return false;
                     }
                 }
