@@ -1,9 +1,10 @@
 //! `accessProto: tcp`: native RocketMQ remoting through `rocketmq-client-rust` 1.0.0.
 //!
 //! One [`TcpTransport`] serves one component instance and role. It owns its own client
-//! runtime (`host::ClientHost`: a `RuntimeOwner` + `ClientRuntime`) and its own RocketMQ
-//! client, registered under a distinct instance name (`dapr-<instance>-<role>-<pid>-<n>`),
-//! so two components never share a connection, a route cache, a consumer or a message.
+//! runtime (`host::ClientHost`: a `ClientRuntime` with its own task group and blocking lanes,
+//! on the daemon's Tokio runtime) and its own RocketMQ client, registered under a distinct
+//! instance name (`dapr-<instance>-<role>-<pid>-<n>`), so two components never share a
+//! connection, a route cache, a consumer or a message.
 //!
 //! # Output (`create`)
 //!
@@ -37,11 +38,13 @@
 //! # Input
 //!
 //! One push consumer per transport, started by `subscribe`. Its listener hands each message
-//! (consume batch size 1) to the Dapr layer as a [`Delivery`] and blocks until the Dapr layer
-//! settles it: confirm → `CONSUME_SUCCESS` (orderly: `SUCCESS`); release, a dropped handle or
-//! transport close → `RECONSUME_LATER` (orderly: `SUSPEND_CURRENT_QUEUE_A_MOMENT`), so the
-//! broker redelivers with its backoff and, after `maxReconsumeTimes`, moves the message to
-//! `%DLQ%<consumerGroup>`. A message the app finally acks is never delivered again.
+//! (`consumeMessageBatchMaxSize` per call, default 1) to the Dapr layer as a [`Delivery`] and
+//! blocks until the Dapr layer settles it: confirm → `CONSUME_SUCCESS` (orderly: `SUCCESS`);
+//! release, a dropped handle or transport close → `RECONSUME_LATER` (orderly:
+//! `SUSPEND_CURRENT_QUEUE_A_MOMENT`), so the broker redelivers with its backoff and, after
+//! `maxReconsumeTimes`, moves the message to `%DLQ%<consumerGroup>`. A message the app finally
+//! acks is never delivered again, except as a batch-mate of a failed one when batches are on
+//! (see `input.rs`).
 //!
 //! Delivery metadata: `rocketmq-topic`, `rocketmq-message-id` (`UNIQ_KEY`, else the broker's
 //! offset id), `rocketmq-tag`, `rocketmq-keys` (comma list), `rocketmq-shardingkey`,
