@@ -51,9 +51,10 @@ use common::{Daprd, with_instance};
 use rocketmq_binding::{
     dapr::proto::{InvokeRequest, ReadRequest},
     emulator,
+    transport::tcp::host::ClientHost,
 };
 use rocketmq_client_rust::{
-    ClientConfig, ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
+    ClientConfig, ClientResult, ClientRuntime, ConsumeConcurrentlyContext,
     ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer,
     MessageListenerConcurrently,
 };
@@ -61,7 +62,6 @@ use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
-use rocketmq_runtime::{BlockingPoolPolicy, RuntimeContext};
 use serde_json::{Value, json};
 
 const BODY_SIZE: usize = 1024;
@@ -531,46 +531,23 @@ impl Drop for DaemonProc {
 }
 
 // ------------------------------------------------------------------------------------------
-// Raw client (built like src/transport/tcp/host.rs)
+// Raw client (on the daemon's ClientHost)
 // ------------------------------------------------------------------------------------------
 
-/// The raw client, built the way the daemon builds its own (`src/transport/tcp/host.rs`): on
-/// the current Tokio runtime (here the benchmark's), blocking lanes sized for the listeners.
-/// (Built on a separate `RuntimeOwner` instead, the raw producer cost 72–85 µs per message
-/// against 59–70 µs here, so this is the stronger baseline.)
+/// The raw client on the daemon's own construction ([`ClientHost`]: a client runtime on the
+/// current Tokio runtime, here the benchmark's, with blocking lanes sized for the listeners).
+/// On a separate `RuntimeOwner` instead, the raw producer cost 72–85 µs per message against
+/// 59–70 µs here, so this is the stronger baseline.
 struct RawHost {
-    ctx: RuntimeContext,
+    host: ClientHost,
     rt: Arc<ClientRuntime>,
-    _telemetry: rocketmq_observability::TelemetryRuntimeGuard,
 }
 
 impl RawHost {
     fn new(name: &str, listeners: usize) -> RawHost {
-        let lane = listeners.max(1) + 4;
-        let ctx = RuntimeContext::try_from_current_with_blocking_policy(
-            format!("raw-{name}"),
-            BlockingPoolPolicy {
-                name: format!("raw-{name}"),
-                max_concurrency: lane,
-                max_queue_depth: lane * 4,
-                queue_timeout: Duration::from_secs(300),
-                task_timeout: Duration::from_secs(30 * 60),
-                warn_after: Duration::from_secs(30 * 60),
-            },
-        )
-        .expect("borrowed runtime");
-        let telemetry = rocketmq_observability::TelemetryRuntimeGuard::noop();
-        let rt = ClientRuntime::try_new(
-            ctx.service_context("client"),
-            ClientRuntimeConfig::default(),
-            telemetry.handle(),
-        )
-        .expect("client runtime");
-        RawHost {
-            ctx,
-            rt,
-            _telemetry: telemetry,
-        }
+        let host = ClientHost::new(&format!("raw-{name}"), listeners).expect("client runtime");
+        let rt = host.client_runtime();
+        RawHost { host, rt }
     }
 
     fn config(namesrv: &str, instance: &str) -> ClientConfig {
@@ -593,14 +570,7 @@ impl RawHost {
     }
 
     async fn shutdown(self) {
-        let _ = self.rt.shutdown().await;
-        let _ = self.ctx.shutdown_tasks(Duration::from_secs(3)).await;
-    }
-}
-
-impl Drop for RawHost {
-    fn drop(&mut self) {
-        let _ = self.ctx.root_group().shutdown_now();
+        self.host.shutdown().await;
     }
 }
 

@@ -128,9 +128,8 @@ struct ServeArgs {
     metrics_addr: Option<std::net::SocketAddr>,
     /// Async worker threads, shared by the gRPC server and the RocketMQ clients (listeners
     /// that wait for the app's ack use separate blocking threads). One is the sidecar
-    /// default: on 2 cores it measured 54–86 µs of daemon CPU per sent message against
-    /// 93–138 µs with two threads and a separate client runtime; raise it when one daemon
-    /// must move more than ~15k messages/s.
+    /// default: it carries ~10–20k messages/s on the benchmark machine (README, Benchmark;
+    /// `scripts/bench.sh`); raise it beyond that.
     #[arg(long, env = "ROCKETMQ_BINDING_WORKER_THREADS", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     worker_threads: u16,

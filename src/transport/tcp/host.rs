@@ -6,10 +6,11 @@
 //! The crate's composition root is normally a `RuntimeOwner`, which builds a second Tokio
 //! runtime with its own worker threads. Every send and every delivery then crosses between
 //! the gRPC server's threads and the client's (a futex wake and a context switch each way).
-//! The benchmark measured that hop as the largest part of the daemon's cost on 2 cores:
-//! 80–138 µs of daemon CPU per sent message with a separate client runtime against 54–86 µs
-//! with the client on the daemon's runtime, and the broker's own CPU per message fell too
-//! (its requests arrive coalesced). So the client is built on the current runtime through
+//! `perf` showed that hop as the largest part of the daemon's cost on 2 cores; with the client
+//! on the daemon's runtime the daemon's CPU per sent message fell from 96–138 µs to 47–107 µs
+//! and the broker's own CPU per message fell too (its requests arrive coalesced). Numbers and
+//! command: README, Benchmark (`scripts/bench.sh`). The benchmark builds its raw client with
+//! this same type, so both sides of each ratio share one construction. So the client is built on the current runtime through
 //! `rocketmq_runtime::RuntimeContext`, the crate's way to borrow a running Tokio runtime
 //! (marked as a harness in its docs; the crate is pinned to an exact version here). The
 //! context still owns the client's task group and blocking lanes, so [`ClientHost::shutdown`]
@@ -108,4 +109,26 @@ fn short(name: &str) -> String {
         .into_iter()
         .rev()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The client borrows the caller's runtime: outside one there is nothing to build on
+    /// (a host with its own runtime would build anywhere), inside one it builds and shuts
+    /// down cleanly.
+    #[test]
+    fn borrows_the_current_runtime_instead_of_starting_one() {
+        assert!(ClientHost::new("outside", 1).is_err());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let host = ClientHost::new("inside", 1).expect("built on the current runtime");
+            host.shutdown().await;
+        });
+    }
 }

@@ -64,7 +64,7 @@
 
 mod acl;
 mod errors;
-mod host;
+pub mod host;
 mod input;
 pub mod names;
 mod output;
