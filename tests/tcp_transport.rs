@@ -44,6 +44,33 @@ fn output_props(extra: &[(&str, &str)]) -> HashMap<String, String> {
     p
 }
 
+/// A fresh topic with `n` messages (bodies `<prefix><i>`, property `idx`) sent through the
+/// output instance `out`, then the input instance `in` on it with a fresh group and `extra`
+/// metadata. Returns (group, message ids in send order).
+async fn backlog_then_input(
+    daprd: &Daprd,
+    prefix: &str,
+    n: usize,
+    extra: &[(&str, &str)],
+) -> (String, Vec<String>) {
+    let topic = unique(prefix);
+    let group = unique("g");
+    daprd.init_output("out", output_props(&[])).await.unwrap();
+    let ids = send_n(
+        daprd,
+        "out",
+        n,
+        |i| format!("{prefix}{i}").into_bytes(),
+        &[("rocketmq-topic", &topic)],
+    )
+    .await;
+    daprd
+        .init_input("in", input_props(&topic, &group, extra))
+        .await
+        .unwrap();
+    (group, ids)
+}
+
 fn body_of(i: usize) -> Vec<u8> {
     // Binary, varying length, includes zero bytes and invalid UTF-8.
     let mut b = format!("msg-{i}-").into_bytes();
@@ -382,22 +409,8 @@ async fn delay_level_and_deliver_after_are_honoured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_third_nacked_is_redelivered_once_then_never_again() {
     let (_d, daprd) = daemon().await;
-    let topic = unique("rty");
-    let group = unique("g");
-    daprd.init_output("out", output_props(&[])).await.unwrap();
     let n = 30;
-    let ids = send_n(
-        &daprd,
-        "out",
-        n,
-        |i| format!("r{i}").into_bytes(),
-        &[("rocketmq-topic", &topic)],
-    )
-    .await;
-    daprd
-        .init_input("in", input_props(&topic, &group, &[]))
-        .await
-        .unwrap();
+    let (_, ids) = backlog_then_input(&daprd, "rty", n, &[]).await;
     let t = Instant::now();
     let mut rs = daprd.read("in").await.unwrap();
     let mut count: HashMap<String, usize> = HashMap::new();
@@ -457,33 +470,18 @@ async fn every_third_nacked_is_redelivered_once_then_never_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn batches_are_confirmed_whole_and_one_failure_redelivers_its_batch() {
     let (_d, daprd) = daemon().await;
-    let topic = unique("bat");
-    let group = unique("g");
-    daprd.init_output("out", output_props(&[])).await.unwrap();
     let n = 40;
-    let ids = send_n(
+    let threads = 2;
+    let (_, ids) = backlog_then_input(
         &daprd,
-        "out",
+        "bat",
         n,
-        |i| format!("b{i}").into_bytes(),
-        &[("rocketmq-topic", &topic)],
+        &[
+            ("consumerThreadNums", "2"),
+            ("consumeMessageBatchMaxSize", "8"),
+        ],
     )
     .await;
-    let threads = 2;
-    daprd
-        .init_input(
-            "in",
-            input_props(
-                &topic,
-                &group,
-                &[
-                    ("consumerThreadNums", "2"),
-                    ("consumeMessageBatchMaxSize", "8"),
-                ],
-            ),
-        )
-        .await
-        .unwrap();
     let t = Instant::now();
     let mut rs = daprd.read("in").await.unwrap();
     // Hold deliveries without acking: two consume threads with batches of 8 put up to 16
@@ -582,24 +580,7 @@ async fn batches_are_confirmed_whole_and_one_failure_redelivers_its_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exhausted_retries_land_in_the_dlq() {
     let (_d, daprd) = daemon().await;
-    let topic = unique("dlq");
-    let group = unique("g");
-    daprd.init_output("out", output_props(&[])).await.unwrap();
-    let ids = send_n(
-        &daprd,
-        "out",
-        3,
-        |i| format!("poison-{i}").into_bytes(),
-        &[("rocketmq-topic", &topic)],
-    )
-    .await;
-    daprd
-        .init_input(
-            "in",
-            input_props(&topic, &group, &[("maxReconsumeTimes", "1")]),
-        )
-        .await
-        .unwrap();
+    let (group, ids) = backlog_then_input(&daprd, "dlq", 3, &[("maxReconsumeTimes", "1")]).await;
     let t = Instant::now();
     let mut rs = daprd.read("in").await.unwrap();
     let mut attempts = 0;

@@ -167,9 +167,9 @@ impl ListenerShared {
     }
 
     /// Hands every message to the app at once and waits for all verdicts. `true` = every
-    /// one confirmed. Returns early (false) when the transport closes or one is released:
-    /// the batch is redelivered as a whole anyway, and the unsettled rest is released when
-    /// the Dapr layer drops its handles.
+    /// one confirmed. Returns false at the first release (in delivery order) or when the
+    /// transport closes: the batch is redelivered as a whole anyway, and the unsettled rest
+    /// is released when the Dapr layer drops its handles.
     fn deliver_all(&self, msgs: &[&MessageExt], broker_name: &str) -> bool {
         self.inflight.fetch_add(1, Ordering::AcqRel);
         let _running = InflightGuard(&self.inflight);
@@ -199,23 +199,12 @@ impl ListenerShared {
                 }
                 outcomes.push(outcome(rx));
             }
-            let confirmed = |o: Outcome| match o {
-                Outcome::Confirm => true,
-                Outcome::Release { reason } => {
-                    tracing::debug!(instance = %self.instance, %reason, "delivery released");
-                    false
-                }
-            };
+            // Every outcome must be a confirm; awaiting them in order gives the same verdict
+            // as any other order (the batch is confirmed or redelivered as a whole).
             let all = async {
-                if outcomes.len() == 1 {
-                    // The default (one message per call): no set to poll.
-                    let one = outcomes.pop().expect("one outcome");
-                    return confirmed(one.await);
-                }
-                let mut pending: futures::stream::FuturesUnordered<_> =
-                    outcomes.into_iter().collect();
-                while let Some(o) = futures::StreamExt::next(&mut pending).await {
-                    if !confirmed(o) {
+                for o in outcomes {
+                    if let Outcome::Release { reason } = o.await {
+                        tracing::debug!(instance = %self.instance, %reason, "delivery released");
                         return false;
                     }
                 }
