@@ -225,7 +225,16 @@ fn worker_threads_default_to_one_and_follow_the_flag_and_env() {
             cmd.env("ROCKETMQ_BINDING_WORKER_THREADS", n);
         }
         let d = Daemon::spawn(cmd, sock(dir.path()));
-        let got = threads_named(d.child.id(), "tokio-rt-worker");
+        // Worker threads name themselves once they start, which can be just after the socket
+        // accepts: wait (bounded) for the expected count, then settle and count again so an
+        // extra thread would still show.
+        let pid = d.child.id();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while threads_named(pid, "tokio-rt-worker") < want && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let got = threads_named(pid, "tokio-rt-worker");
         let (code, log) = d.terminate();
         assert_eq!(got, want, "flag {flag:?} env {env:?}");
         assert_eq!(code, 0, "{log}");
