@@ -68,7 +68,8 @@ pub mod metrics {
     pub const READ_STREAMS: &str = "rocketmq_binding_read_streams";
     /// Transport reconnects / recoveries after broker trouble.
     pub const RECONNECTS: &str = "rocketmq_binding_reconnects_total";
-    /// Broker acknowledgements that failed (http `<Errors>`, tcp send-back failures).
+    /// Broker acknowledgements that failed (http: `<Errors>` entries and ack requests that
+    /// failed three times; tcp confirms inside the client crate, which does not report them).
     pub const BROKER_ACK_FAILURES: &str = "rocketmq_binding_broker_ack_failures_total";
 
     /// Installs the Prometheus recorder once per process and returns its handle.

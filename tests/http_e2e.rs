@@ -448,11 +448,7 @@ async fn metric(addr: SocketAddr, name: &str, want: &[&str]) -> f64 {
     let Ok(r) = reqwest::get(format!("http://{addr}/metrics")).await else {
         return -1.0;
     };
-    let text = r.text().await.unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with(name) && want.iter().all(|w| l.contains(w)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    common::metric_sample(&r.text().await.unwrap_or_default(), name, want)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -641,6 +637,8 @@ async fn daemon_sigterm_mid_stream_loses_nothing_and_never_confirms_unacked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emulator_restart_keeps_the_read_stream_open_and_delivery_resumes() {
     bounded(Duration::from_secs(60), async {
+        // The process-wide recorder; the instance label "restart" is this test's alone.
+        let metrics = rocketmq_binding::telemetry::metrics::install();
         let emu = start_emulator("127.0.0.1:0".parse().unwrap(), Duration::from_secs(10)).await;
         let addr = emu.local_addr();
         let (topic, group) = (fresh("restart"), fresh("GID_restart"));
@@ -679,6 +677,17 @@ async fn emulator_restart_keeps_the_read_stream_open_and_delivery_resumes() {
             read.ack(&m.message_id).await;
         }
         expect_quiet(&mut read, Duration::from_millis(500), "after the restart").await;
+        // Each of the two poll loops failed while the endpoint was down; the ones that have
+        // polled successfully since are counted as recoveries (at least the one that delivered).
+        let reconnects = common::metric_sample(
+            &metrics.render(),
+            "rocketmq_binding_reconnects_total",
+            &[r#"instance="restart""#, r#"transport="http""#],
+        );
+        assert!((1.0..=2.0).contains(&reconnects), "reconnects {reconnects}");
+        println!(
+            "http e2e restart: reconnects counted={reconnects}"
+        );
         println!(
             "http e2e restart: down={:.2}s first delivery {:.2}s after restart, messages_after={AFTER} lost=0",
             (restarted - down).as_secs_f64(),

@@ -49,8 +49,12 @@ fn settings(endpoint: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
 }
 
 fn transport(kv: &HashMap<String, String>, role: Role) -> Arc<HttpTransport> {
+    transport_named("test", kv, role)
+}
+
+fn transport_named(instance: &str, kv: &HashMap<String, String>, role: Role) -> Arc<HttpTransport> {
     let s = Settings::decode(kv, role).expect("settings decode");
-    http::open_http("test", Arc::new(s), role).expect("transport opens")
+    http::open_http(instance, Arc::new(s), role).expect("transport opens")
 }
 
 fn msg(data: &[u8], md: &[(&str, &str)]) -> OutboundMessage {
@@ -75,10 +79,14 @@ struct Pair {
 }
 
 async fn pair(invisibility_ms: u64, extra: &[(&str, &str)]) -> Pair {
+    pair_named("test", invisibility_ms, extra).await
+}
+
+async fn pair_named(instance: &str, invisibility_ms: u64, extra: &[(&str, &str)]) -> Pair {
     let emu = start_emulator("127.0.0.1:0".parse().unwrap(), invisibility_ms).await;
     let kv = settings(&emu.endpoint(), extra);
-    let out = transport(&kv, Role::Output);
-    let inp = transport(&kv, Role::Input);
+    let out = transport_named(instance, &kv, Role::Output);
+    let inp = transport_named(instance, &kv, Role::Input);
     out.ping().await.expect("output ping");
     inp.ping().await.expect("input ping");
     let (tx, rx) = mpsc::channel(64);
@@ -426,7 +434,9 @@ async fn close_is_prompt_and_unsettled_deliveries_come_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_confirm_of_a_superseded_delivery_is_a_counted_ack_failure() {
-    let mut p = pair(1000, &[("topics", "late")]).await;
+    // The process-wide recorder; the instance label "late" is this test's alone.
+    let metrics = rocketmq_binding::telemetry::metrics::install();
+    let mut p = pair_named("late", 1000, &[("topics", "late")]).await;
     p.out
         .send(msg(b"slow app", &[("rocketmq-topic", "late")]))
         .await
@@ -452,6 +462,18 @@ async fn late_confirm_of_a_superseded_delivery_is_a_counted_ack_failure() {
     }
     assert_eq!(p.inp.stats().ack_failures.load(Ordering::Relaxed), 1);
     assert_eq!(p.inp.stats().acked.load(Ordering::Relaxed), 1);
+    // The same failure, as operators see it.
+    let text = metrics.render();
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains(r#"instance="late""#))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+    };
+    assert_eq!(
+        line("rocketmq_binding_broker_ack_failures_total").as_deref(),
+        Some("1"),
+        "{text}"
+    );
     assert!(next(&mut p.rx, Duration::from_millis(2000)).await.is_none());
     p.inp.close().await;
 }

@@ -5,21 +5,12 @@ mod common;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use common::{TestDaemon, memory::MemoryConnector, props};
+use common::{TestDaemon, memory::MemoryConnector, metric_sample as sample, props};
 use rocketmq_binding::daemon::ServeOptions;
 
 fn free_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
-}
-
-/// The value of one sample line `name{labels} value` whose labels contain all of `want`.
-fn sample(text: &str, name: &str, want: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter(|l| want.iter().all(|w| l.contains(w)))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
 }
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {

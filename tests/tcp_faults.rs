@@ -33,6 +33,8 @@ fn input_props(ns: &str, topic: &str, group: &str) -> HashMap<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_killed_and_restarted_mid_stream() {
+    // The process-wide recorder; the instance label "out" is this test's alone.
+    let metrics = rocketmq_binding::telemetry::metrics::install();
     let pair = PrivatePair::start(&[]);
     let d = TestDaemon::start(Arc::new(DefaultConnector)).await;
     let daprd = d.daprd().await;
@@ -157,6 +159,15 @@ async fn broker_killed_and_restarted_mid_stream() {
     assert_eq!(lost, 0);
     assert!(codes.iter().all(|c| *c == Code::Unavailable), "{codes:?}");
     assert!(worst < Duration::from_secs(4), "failure took {worst:?}");
+    // Sends failed while the broker was down and succeeded after: a counted recovery.
+    assert!(!f.is_empty(), "no send failed while the broker was down");
+    let reconnects = common::metric_sample(
+        &metrics.render(),
+        "rocketmq_binding_reconnects_total",
+        &[r#"instance="out""#, r#"transport="tcp""#],
+    );
+    println!("  reconnects counted: {reconnects}");
+    assert!(reconnects >= 1.0, "reconnects {reconnects}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

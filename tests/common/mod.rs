@@ -43,6 +43,16 @@ pub fn props(kv: &[(&str, &str)]) -> HashMap<String, String> {
         .collect()
 }
 
+/// Sum of the Prometheus text samples `name{…} value` whose labels contain all of `want`.
+pub fn metric_sample(text: &str, name: &str, want: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter(|l| want.iter().all(|w| l.contains(w)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Does what daprd does with a pluggable binding socket.
 #[derive(Clone)]
 pub struct Daprd {
