@@ -2,6 +2,8 @@
 //! redelivery on release, tag filter, byte-exact bodies, ordered consume, endpoint down,
 //! bad credentials, emulator restart and prompt close (idle CPU: `http_idle_cpu.rs`).
 
+mod common;
+
 use std::{
     collections::HashMap,
     net::SocketAddr,
@@ -464,14 +466,13 @@ async fn late_confirm_of_a_superseded_delivery_is_a_counted_ack_failure() {
     assert_eq!(p.inp.stats().acked.load(Ordering::Relaxed), 1);
     // The same failure, as operators see it.
     let text = metrics.render();
-    let line = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name) && l.contains(r#"instance="late""#))
-            .map(|l| l.rsplit(' ').next().unwrap().to_string())
-    };
     assert_eq!(
-        line("rocketmq_binding_broker_ack_failures_total").as_deref(),
-        Some("1"),
+        common::metric_sample(
+            &text,
+            "rocketmq_binding_broker_ack_failures_total",
+            &[r#"instance="late""#]
+        ),
+        1.0,
         "{text}"
     );
     assert!(next(&mut p.rx, Duration::from_millis(2000)).await.is_none());

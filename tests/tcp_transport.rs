@@ -504,8 +504,8 @@ async fn batches_are_confirmed_whole_and_one_failure_redelivers_its_batch() {
     rs.nack(&held[0].message_id, "fails once").await;
     let mut count: HashMap<String, usize> = HashMap::new();
     let mut acked: HashSet<String> = HashSet::new();
-    let mut first_acked: HashSet<String> = HashSet::new();
-    // Queue of each first delivery (redeliveries come from the retry topic's queues).
+    // Queue of each message acked on its first delivery (redeliveries come from the retry
+    // topic's queues).
     let mut first_queue: HashMap<String, String> = HashMap::new();
     count.insert(failed.clone(), 1);
     for m in &held[1..] {
@@ -513,7 +513,6 @@ async fn batches_are_confirmed_whole_and_one_failure_redelivers_its_batch() {
         *count.entry(id.clone()).or_insert(0) += 1;
         rs.ack(&m.message_id).await;
         first_queue.insert(id.clone(), m.metadata["rocketmq-queue-id"].clone());
-        first_acked.insert(id.clone());
         acked.insert(id);
     }
     let mut redelivered_after_ack: Vec<(String, String, String)> = Vec::new();
@@ -527,7 +526,7 @@ async fn batches_are_confirmed_whole_and_one_failure_redelivers_its_batch() {
         };
         let id = m.metadata["rocketmq-message-id"].clone();
         *count.entry(id.clone()).or_insert(0) += 1;
-        if first_acked.contains(&id) {
+        if first_queue.contains_key(&id) {
             redelivered_after_ack.push((
                 id.clone(),
                 first_queue[&id].clone(),

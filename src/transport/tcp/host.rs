@@ -6,15 +6,17 @@
 //! The crate's composition root is normally a `RuntimeOwner`, which builds a second Tokio
 //! runtime with its own worker threads. Every send and every delivery then crosses between
 //! the gRPC server's threads and the client's (a futex wake and a context switch each way).
-//! `perf` showed that hop as the largest part of the daemon's cost on 2 cores; with the client
-//! on the daemon's runtime the daemon's CPU per sent message fell from 96–138 µs to 47–107 µs
-//! and the broker's own CPU per message fell too (its requests arrive coalesced). Numbers and
-//! command: README, Benchmark (`scripts/bench.sh`). The benchmark builds its raw client with
-//! this same type, so both sides of each ratio share one construction. So the client is built on the current runtime through
-//! `rocketmq_runtime::RuntimeContext`, the crate's way to borrow a running Tokio runtime
-//! (marked as a harness in its docs; the crate is pinned to an exact version here). The
-//! context still owns the client's task group and blocking lanes, so [`ClientHost::shutdown`]
-//! stops exactly this client's tasks.
+//! `perf` showed that hop as the largest part of the daemon's cost on 2 cores. So the client is
+//! built on the current runtime through `rocketmq_runtime::RuntimeContext`, the crate's way to
+//! borrow a running Tokio runtime (marked as a harness in its docs; the crate is pinned to an
+//! exact version here). The context still owns the client's task group and blocking lanes, so
+//! [`ClientHost::shutdown`] stops exactly this client's tasks.
+//!
+//! With the client on the daemon's runtime the daemon's CPU per sent message fell from
+//! 96–138 µs to 47–107 µs, and the broker's own CPU per message fell too (its requests arrive
+//! coalesced). Numbers and command: README, Benchmark (`scripts/bench.sh`). The benchmark
+//! builds its raw client with this same type, so both sides of each ratio share one
+//! construction.
 //!
 //! # Blocking lanes
 //!

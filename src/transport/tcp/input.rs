@@ -180,22 +180,8 @@ impl ListenerShared {
             let mut outcomes = Vec::with_capacity(msgs.len());
             for m in msgs {
                 let (delivery, rx) = Delivery::new(inbound(m, &self.group, broker_name));
-                // Fast path: room in the queue, no need to watch the close token.
-                let delivery = match self.sink.try_send(delivery) {
-                    Ok(()) => None,
-                    Err(mpsc::error::TrySendError::Full(d)) => Some(d),
-                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
-                };
-                if let Some(delivery) = delivery {
-                    tokio::select! {
-                        biased;
-                        _ = self.closed.cancelled() => return false,
-                        r = self.sink.send(delivery) => {
-                            if r.is_err() {
-                                return false;
-                            }
-                        }
-                    }
+                if !self.hand_over(delivery).await {
+                    return false;
                 }
                 outcomes.push(outcome(rx));
             }
@@ -217,6 +203,22 @@ impl ListenerShared {
             }
         };
         futures::executor::block_on(fut)
+    }
+
+    /// Queues one delivery for the Dapr layer; `false` if the Dapr layer or the transport
+    /// closed first.
+    async fn hand_over(&self, delivery: Delivery) -> bool {
+        // Room in the queue (the usual case): no need to register on the close token.
+        let delivery = match self.sink.try_send(delivery) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Full(d)) => d,
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+        };
+        tokio::select! {
+            biased;
+            _ = self.closed.cancelled() => false,
+            r = self.sink.send(delivery) => r.is_ok(),
+        }
     }
 }
 
