@@ -128,8 +128,9 @@ struct ServeArgs {
     metrics_addr: Option<std::net::SocketAddr>,
     /// Async worker threads, shared by the gRPC server and the RocketMQ clients (listeners
     /// that wait for the app's ack use separate blocking threads). One is the sidecar
-    /// default: it carries ~10–20k messages/s on the benchmark machine (README, Benchmark;
-    /// `scripts/bench.sh`); raise it beyond that.
+    /// default: the daemon spends 47–107 µs of CPU per sent message in the benchmark
+    /// (README, Benchmark; `scripts/bench.sh`), so one core carries roughly 10–20k
+    /// messages/s; raise it beyond that.
     #[arg(long, env = "ROCKETMQ_BINDING_WORKER_THREADS", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     worker_threads: u16,
