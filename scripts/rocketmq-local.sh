@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Local RocketMQ (Rust name server + broker 1.0.0) for development and CI, on 127.0.0.1 only.
+# Local RocketMQ (name server + broker) for development and CI, on 127.0.0.1 only.
+#
+# Servers (RMQ_SERVER):
+#   java   (default) Apache RocketMQ 5.3.3 from Maven Central (Java 17), ACL 2.0
+#   java4            Apache RocketMQ 4.9.7 from Maven Central, ACL 1.0 (plain_acl.yml)
+#                    (the newest 4.x server on Maven Central: namesrv/broker 4.9.8 were never published)
+#   rust             the Rust reimplementation, rocketmq-namesrv/-broker 1.0.0 from crates.io
 #
 # Usage:
-#   scripts/rocketmq-local.sh install                 install rocketmq-namesrv/-broker 1.0.0 if missing
+#   scripts/rocketmq-local.sh install                 fetch/build the chosen servers if missing
 #   scripts/rocketmq-local.sh start                   pair "default": name server 9876, broker 10911 (+10909, HA 10912)
 #   scripts/rocketmq-local.sh start-acl               pair "acl": 19876 / 20911 / 20912, authentication on
 #                                                     (user rocketmq, password 12345678)
@@ -10,28 +16,65 @@
 #                                                     any other pair (broker uses B, B-2 and B+1);
 #                                                     --no-auto-create: autoCreateTopicEnable = false
 #   scripts/rocketmq-local.sh stop [--name N]         stop one pair (default: every pair this script started)
-#   scripts/rocketmq-local.sh status                  show pairs, pids, addresses
+#   scripts/rocketmq-local.sh status                  show pairs, servers, pids, addresses
 #   scripts/rocketmq-local.sh broker-stop N [--kill]  stop (SIGTERM, or SIGKILL) only the broker of pair N
 #   scripts/rocketmq-local.sh broker-start N          start the broker of pair N again, keeping its store
-#   scripts/rocketmq-local.sh env                     print the env file (ROCKETMQ_NAMESRV=…, ROCKETMQ_ACL_NAMESRV=…)
+#   scripts/rocketmq-local.sh env                     print the env file (ROCKETMQ_NAMESRV=…, ROCKETMQ_ACL_NAMESRV=…,
+#                                                     ROCKETMQ_SERVER=java-5.3.3 …)
 #
 # Environment:
-#   RMQ_ROOT         install root (default $HOME/.local/rocketmq-rust; binaries in $RMQ_ROOT/bin)
+#   RMQ_SERVER       java (default), java4 or rust; a pair keeps the server it was started with
+#   RMQ_VERSION      server version (default 5.3.3 / 4.9.7 / 1.0.0 by RMQ_SERVER)
 #   RMQ_STATE_DIR    pid files, stores, logs, env file (default ${TMPDIR:-/tmp}/rocketmq-local-$UID)
-#   CARGO_TARGET_DIR shared target dir for both installs (default $RMQ_ROOT/build-target)
-#   RMQ_VERSION      server version to install (default 1.0.0)
+#   RMQ_JAVA_ROOT    Java jar cache (default $HOME/.cache/rocketmq-binding/java; jars in <version>/lib,
+#                    copied by Maven from tools/rocketmq-java/pom.xml; ~/.m2 is the download cache)
+#   RMQ_JAVA_OPTS    extra JVM options for both Java servers (appended)
+#   RMQ_ROOT         Rust install root (default $HOME/.local/rocketmq-rust; binaries in $RMQ_ROOT/bin)
+#   CARGO_TARGET_DIR shared target dir for both Rust installs (default $RMQ_ROOT/build-target)
 #
-# `start` is idempotent: a pair that is already running and listening is left alone; otherwise its
-# processes are stopped and it starts again with a fresh, empty store. The store uses small mapped
-# files (64 MiB commit log, 60 kB consume queues, small index) and CommitLog micro-batching off.
-# Servers are stopped by their own recorded pids only.
+# `start` is idempotent: a pair that is already running and listening with the same server is left
+# alone; otherwise its processes are stopped and it starts again with a fresh, empty store. Servers
+# are stopped by their own recorded pids only. Readiness = the server's boot line in its stdout log
+# AND its port accepting.
+#
+# Java servers: `java -cp '<cache>/<version>/lib/*'` NamesrvStartup / BrokerStartup with ROCKETMQ_HOME
+# and -Duser.home in the pair's directory (Java's own logs: <pair>/home/logs/rocketmqlogs/), small heaps
+# (name server -Xms128m -Xmx256m, broker -Xms256m -Xmx512m -XX:MaxDirectMemorySize=256m), serial GC
+# and C1 only (-XX:TieredStopAtLevel=1: on 2 cores the C2 compile threads cost more CPU than they
+# save in a test run). Small store (64 MiB commit log, 600 kB consume queues, small index). Name server
+# and broker remoting bind 127.0.0.1 (bindAddress; 4.9.7 has no such option); the broker's HA listener
+# (B+1) has no bind option in either version, so tools/rocketmq-java/bind-loopback.c (LD_PRELOAD,
+# built with cc at install) turns every wildcard bind of the JVMs into a 127.0.0.1 bind.
+# Broker: autoCreateTopicEnable, autoCreateSubscriptionGroup, enablePropertyFilter (SQL92),
+# timerWheelEnable (5.x). ACL: 5.3.3 → ACL 2.0 (authenticationEnabled, local metadata provider,
+# initAuthenticationUser); 4.9.7 → aclEnable + $ROCKETMQ_HOME/conf/plain_acl.yml. 4.9.7 reads its
+# logback config from $ROCKETMQ_HOME/conf (written here); 5.3.3 from a classpath resource.
+#
+# Rust servers: TOML config, small store, CommitLog micro-batching off.
+#
+# Measured on this 2-core machine (idle-ish; other builds running make it slower):
+#   install, cold (~/.m2 empty): 5.3.3 jars 18 s (83 MB), 4.9.7 jars 12 s (31 MB); warm: ~4 s
+#   start: java 5.3.3 name server ~1.9 s, broker ~4.6 s (pair ~7 s via the script);
+#          java4 4.9.7 name server ~1.3 s, broker ~2.6 s; rust 1.0.0: both ~0.3 s
+#          (default JVM flags G1 + C2: 5.3.3 broker ~5.4 s and ~35 % more CPU during start)
+#   stop: Java broker SIGTERM ~8-10 s (service thread joins), name server <1 s
 set -euo pipefail
 
-RMQ_VERSION="${RMQ_VERSION:-1.0.0}"
+RMQ_SERVER="${RMQ_SERVER:-java}"
+case "$RMQ_SERVER" in
+java) RMQ_VERSION="${RMQ_VERSION:-5.3.3}" ;;
+java4) RMQ_VERSION="${RMQ_VERSION:-4.9.7}" ;;
+rust) RMQ_VERSION="${RMQ_VERSION:-1.0.0}" ;;
+*) printf 'rocketmq-local: error: RMQ_SERVER=%s (java, java4 or rust)\n' "$RMQ_SERVER" >&2; exit 2 ;;
+esac
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+JAVA_TOOLS="$HERE/../tools/rocketmq-java"
+RMQ_JAVA_ROOT="${RMQ_JAVA_ROOT:-$HOME/.cache/rocketmq-binding/java}"
 RMQ_ROOT="${RMQ_ROOT:-$HOME/.local/rocketmq-rust}"
 RMQ_STATE_DIR="${RMQ_STATE_DIR:-${TMPDIR:-/tmp}/rocketmq-local-$(id -u)}"
 NAMESRV_BIN="$RMQ_ROOT/bin/rocketmq-namesrv-rust"
 BROKER_BIN="$RMQ_ROOT/bin/rocketmq-broker-rust"
+BIND_SHIM="$RMQ_JAVA_ROOT/bind-loopback.so"
 ENV_FILE="$RMQ_STATE_DIR/env"
 ACL_USER="rocketmq"
 ACL_PASSWORD="12345678"
@@ -40,16 +83,20 @@ log() { printf 'rocketmq-local: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-  sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'
 }
 
-installed() { [[ -x "$NAMESRV_BIN" && -x "$BROKER_BIN" ]]; }
+java_lib() { printf '%s/%s/lib' "$RMQ_JAVA_ROOT" "$1"; }
 
-cmd_install() {
-  if installed; then
-    log "already installed in $RMQ_ROOT/bin"
-    return 0
-  fi
+installed() { # [SERVER VERSION]
+  local server=${1:-$RMQ_SERVER} version=${2:-$RMQ_VERSION}
+  case "$server" in
+  rust) [[ -x "$NAMESRV_BIN" && -x "$BROKER_BIN" ]] ;;
+  *) [[ -f "$(java_lib "$version")/.complete" && -f "$BIND_SHIM" ]] ;;
+  esac
+}
+
+install_rust() {
   command -v cargo >/dev/null || die "cargo not found (needed to install the servers)"
   mkdir -p "$RMQ_ROOT"
   local target="${CARGO_TARGET_DIR:-$RMQ_ROOT/build-target}"
@@ -58,7 +105,40 @@ cmd_install() {
   [[ -x "$BROKER_BIN" ]] || crates+=("rocketmq-broker@$RMQ_VERSION")
   log "installing ${crates[*]} into $RMQ_ROOT (shared target dir $target; ~15 min cold on 2 cores)"
   CARGO_TARGET_DIR="$target" cargo install --locked "${crates[@]}" --root "$RMQ_ROOT"
-  installed || die "install finished but binaries are missing in $RMQ_ROOT/bin"
+}
+
+install_java() {
+  command -v java >/dev/null || die "java not found (Java 17 runs the RocketMQ servers; apt-get install openjdk-17-jre-headless)"
+  command -v mvn >/dev/null || die "mvn not found (fetches the servers from Maven Central; apt-get install maven)"
+  command -v cc >/dev/null || die "cc not found (builds the loopback bind shim)"
+  mkdir -p "$RMQ_JAVA_ROOT"
+  if [[ ! -f "$BIND_SHIM" || "$JAVA_TOOLS/bind-loopback.c" -nt "$BIND_SHIM" ]]; then
+    cc -shared -fPIC -O2 -Wall -o "$BIND_SHIM.tmp.$$" "$JAVA_TOOLS/bind-loopback.c" -ldl
+    mv "$BIND_SHIM.tmp.$$" "$BIND_SHIM"
+  fi
+  local lib
+  lib=$(java_lib "$RMQ_VERSION")
+  if [[ ! -f "$lib/.complete" ]]; then
+    log "fetching RocketMQ $RMQ_VERSION jars into $lib (Maven profile server-$RMQ_VERSION)"
+    rm -rf "$lib"
+    mvn -q -B -f "$JAVA_TOOLS/pom.xml" -P "server-$RMQ_VERSION" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$lib" >&2 ||
+      die "mvn could not fetch RocketMQ $RMQ_VERSION (is there a server-$RMQ_VERSION profile in tools/rocketmq-java/pom.xml?)"
+    ls "$lib"/rocketmq-broker-*.jar >/dev/null 2>&1 || die "no rocketmq-broker jar in $lib"
+    touch "$lib/.complete"
+  fi
+}
+
+cmd_install() {
+  if installed; then
+    log "$RMQ_SERVER $RMQ_VERSION already installed"
+    return 0
+  fi
+  case "$RMQ_SERVER" in
+  rust) install_rust ;;
+  *) install_java ;;
+  esac
+  installed || die "install finished but the $RMQ_SERVER $RMQ_VERSION servers are missing"
 }
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -70,37 +150,42 @@ read_pid() { [[ -f "$1" ]] && cat "$1" 2>/dev/null || true; }
 # port_open PORT: something accepts TCP on 127.0.0.1:PORT.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-wait_port() { # PORT SECONDS PID
-  local port=$1 secs=$2 pid=$3 i
+now_ms() { date +%s%3N; }
+
+secs_since() { # START_MS
+  local d=$(($(now_ms) - $1))
+  printf '%d.%d' $((d / 1000)) $((d % 1000 / 100))
+}
+
+# wait_ready LOG MARK PATTERN PORT SECONDS PID: PATTERN (if not empty) in LOG after line MARK,
+# and PORT accepting.
+wait_ready() {
+  local file=$1 mark=$2 pattern=$3 port=$4 secs=$5 pid=$6 i seen=0
+  [[ -z "$pattern" ]] && seen=1
   for ((i = 0; i < secs * 10; i++)); do
-    port_open "$port" && return 0
+    if [[ $seen == 0 ]] && tail -n "+$((mark + 1))" "$file" 2>/dev/null | grep -q "$pattern"; then
+      seen=1
+    fi
+    [[ $seen == 1 ]] && port_open "$port" && return 0
     pid_alive "$pid" || return 1
     sleep 0.1
   done
   return 1
 }
 
-wait_log() { # FILE PATTERN SECONDS PID
-  local file=$1 pattern=$2 secs=$3 pid=$4 i
-  for ((i = 0; i < secs * 10; i++)); do
-    grep -q "$pattern" "$file" 2>/dev/null && return 0
-    pid_alive "$pid" || return 1
-    sleep 0.1
-  done
-  return 1
-}
+log_lines() { [[ -f "$1" ]] && wc -l <"$1" || echo 0; }
 
-stop_pid() { # PIDFILE SIGNAL
-  local pidfile=$1 sig=${2:-TERM} pid i
+stop_pid() { # PIDFILE SIGNAL [SECONDS]
+  local pidfile=$1 sig=${2:-TERM} secs=${3:-30} pid i
   pid=$(read_pid "$pidfile")
   if pid_alive "$pid"; then
     kill "-$sig" "$pid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
+    for ((i = 0; i < secs * 10; i++)); do
       pid_alive "$pid" || break
       sleep 0.1
     done
     if pid_alive "$pid"; then
-      log "pid $pid did not stop after 15 s, sending SIGKILL"
+      log "pid $pid did not stop after $secs s, sending SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
       sleep 0.2
     fi
@@ -108,19 +193,30 @@ stop_pid() { # PIDFILE SIGNAL
   rm -f "$pidfile"
 }
 
+# stop_pair DIR: broker and name server together (a Java broker takes ~10 s on SIGTERM).
+stop_pair() {
+  local dir=$1
+  stop_pid "$dir/broker.pid" TERM &
+  stop_pid "$dir/namesrv.pid" TERM &
+  wait
+}
+
 pair_dir() { printf '%s/%s' "$RMQ_STATE_DIR" "$1"; }
 
-# Loads NAMESRV_PORT BROKER_PORT ACL of an existing pair.
+# Loads NAMESRV_PORT BROKER_PORT ACL AUTO PAIR_SERVER PAIR_VERSION of an existing pair.
 load_pair() {
   local dir
   dir=$(pair_dir "$1")
   [[ -f "$dir/pair.conf" ]] || die "no pair named '$1' (start it first)"
+  PAIR_SERVER=rust PAIR_VERSION=1.0.0 AUTO=true
   # shellcheck disable=SC1091
   source "$dir/pair.conf"
 }
 
-write_broker_config() { # DIR NAMESRV_PORT BROKER_PORT ACL AUTO_CREATE
-  local dir=$1 np=$2 bp=$3 acl=$4 auto=${5:-true}
+# --- configuration ---------------------------------------------------------------------------
+
+write_rust_config() { # DIR NAMESRV_PORT BROKER_PORT ACL AUTO_CREATE
+  local dir=$1 np=$2 bp=$3 acl=$4 auto=$5
   {
     echo '[broker]'
     echo 'brokerIp1 = "127.0.0.1"'
@@ -155,54 +251,149 @@ write_broker_config() { # DIR NAMESRV_PORT BROKER_PORT ACL AUTO_CREATE
   } >"$dir/broker.toml"
 }
 
+write_java_config() { # DIR NAMESRV_PORT BROKER_PORT ACL AUTO_CREATE SERVER
+  local dir=$1 np=$2 bp=$3 acl=$4 auto=$5 server=$6
+  printf 'listenPort=%s\nbindAddress=127.0.0.1\n' "$np" >"$dir/namesrv.conf"
+  {
+    echo 'brokerClusterName=DefaultCluster'
+    echo "brokerName=broker-$(basename "$dir")"
+    echo 'brokerId=0'
+    echo "namesrvAddr=127.0.0.1:$np"
+    echo 'brokerIP1=127.0.0.1'
+    echo 'bindAddress=127.0.0.1'
+    echo "listenPort=$bp"
+    echo "haListenPort=$((bp + 1))"
+    echo "storePathRootDir=$dir/store"
+    echo "storePathCommitLog=$dir/store/commitlog"
+    echo "autoCreateTopicEnable=$auto"
+    echo 'autoCreateSubscriptionGroup=true'
+    echo 'enablePropertyFilter=true'
+    echo 'mappedFileSizeCommitLog=67108864'
+    echo 'mappedFileSizeConsumeQueue=600000'
+    echo 'maxIndexNum=40000'
+    echo 'maxHashSlotNum=10000'
+    [[ "$server" == java ]] && echo 'timerWheelEnable=true'
+    if [[ "$acl" == 1 ]]; then
+      case "$server" in
+      java)
+        echo 'authenticationEnabled=true'
+        echo 'authorizationEnabled=false'
+        echo 'authenticationProvider=org.apache.rocketmq.auth.authentication.provider.DefaultAuthenticationProvider'
+        echo 'authenticationMetadataProvider=org.apache.rocketmq.auth.authentication.provider.LocalAuthenticationMetadataProvider'
+        echo "initAuthenticationUser={\"username\":\"$ACL_USER\",\"password\":\"$ACL_PASSWORD\"}"
+        echo "innerClientAuthenticationCredentials={\"accessKey\":\"$ACL_USER\",\"secretKey\":\"$ACL_PASSWORD\"}"
+        ;;
+      java4) echo 'aclEnable=true' ;;
+      esac
+    fi
+  } >"$dir/broker.conf"
+  if [[ "$server" == java4 ]]; then
+    mkdir -p "$dir/home/conf"
+    cat >"$dir/home/conf/plain_acl.yml" <<EOF
+globalWhiteRemoteAddresses: []
+accounts:
+  - accessKey: $ACL_USER
+    secretKey: $ACL_PASSWORD
+    admin: true
+EOF
+    local role
+    for role in namesrv broker; do
+      cat >"$dir/home/conf/logback_$role.xml" <<EOF
+<?xml version="1.0" encoding="UTF-8"?>
+<configuration>
+  <appender name="FILE" class="ch.qos.logback.core.FileAppender">
+    <file>$dir/home/logs/rocketmqlogs/$role.log</file>
+    <encoder><pattern>%d{yyy-MM-dd HH:mm:ss,SSS} %-5p %logger{0} - %m%n</pattern></encoder>
+  </appender>
+  <root level="INFO"><appender-ref ref="FILE"/></root>
+</configuration>
+EOF
+    done
+  fi
+}
+
+# --- starting --------------------------------------------------------------------------------
+
+# java_run DIR ROLE MAINCLASS HEAP... -- ARGS...: runs one Java server in the background, sets PID.
+java_run() {
+  local dir=$1 role=$2 main=$3
+  shift 3
+  local jvm=() args=()
+  while [[ $# -gt 0 && "$1" != -- ]]; do jvm+=("$1"); shift; done
+  [[ $# -gt 0 ]] && shift
+  args=("$@")
+  jvm+=(-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k -Duser.home="$dir/home"
+    -Djava.net.preferIPv4Stack=true
+    --add-opens=java.base/java.nio=ALL-UNNAMED --add-opens=java.base/sun.nio.ch=ALL-UNNAMED
+    --add-exports=java.base/sun.nio.ch=ALL-UNNAMED)
+  [[ "$PAIR_SERVER" == java ]] && jvm+=(-Drmq.logback.configurationFile="rmq.$role.logback.xml")
+  # shellcheck disable=SC2206
+  [[ -n "${RMQ_JAVA_OPTS:-}" ]] && jvm+=($RMQ_JAVA_OPTS)
+  LD_PRELOAD="$BIND_SHIM" ROCKETMQ_HOME="$dir/home" java "${jvm[@]}" \
+    -cp "$(java_lib "$PAIR_VERSION")/*" "$main" "${args[@]}" >>"$dir/logs/$role.log" 2>&1 </dev/null &
+  PID=$!
+}
+
 start_namesrv() { # NAME
-  local name=$1 dir pid
+  local name=$1 dir mark t0
   dir=$(pair_dir "$name")
   load_pair "$name"
   port_open "$NAMESRV_PORT" && die "port $NAMESRV_PORT is already in use (another name server?)"
-  HOME="$dir/home" "$NAMESRV_BIN" --bindAddress 127.0.0.1 --listenPort "$NAMESRV_PORT" \
-    --rocketmqHome "$dir/home" >>"$dir/logs/namesrv.log" 2>&1 </dev/null &
-  pid=$!
-  echo "$pid" >"$dir/namesrv.pid"
-  wait_port "$NAMESRV_PORT" 20 "$pid" || {
+  mark=$(log_lines "$dir/logs/namesrv.log")
+  t0=$(now_ms)
+  case "$PAIR_SERVER" in
+  rust)
+    HOME="$dir/home" "$NAMESRV_BIN" --bindAddress 127.0.0.1 --listenPort "$NAMESRV_PORT" \
+      --rocketmqHome "$dir/home" >>"$dir/logs/namesrv.log" 2>&1 </dev/null &
+    PID=$!
+    ;;
+  *)
+    java_run "$dir" namesrv org.apache.rocketmq.namesrv.NamesrvStartup -Xms128m -Xmx256m \
+      -- -c "$dir/namesrv.conf"
+    ;;
+  esac
+  echo "$PID" >"$dir/namesrv.pid"
+  local ready=''
+  [[ "$PAIR_SERVER" != rust ]] && ready='The Name Server boot success'
+  wait_ready "$dir/logs/namesrv.log" "$mark" "$ready" "$NAMESRV_PORT" 60 "$PID" || {
     tail -20 "$dir/logs/namesrv.log" >&2 || true
-    die "name server '$name' did not listen on 127.0.0.1:$NAMESRV_PORT"
+    die "name server '$name' did not start on 127.0.0.1:$NAMESRV_PORT"
   }
+  NAMESRV_SECS=$(secs_since "$t0")
 }
 
 start_broker() { # NAME
-  local name=$1 dir pid port
+  local name=$1 dir port mark t0
   dir=$(pair_dir "$name")
   load_pair "$name"
   for port in "$BROKER_PORT" "$((BROKER_PORT - 2))" "$((BROKER_PORT + 1))"; do
     port_open "$port" && die "port $port is already in use (another broker?)"
   done
-  local mark
-  mark=0
-  [[ -f "$dir/logs/broker.log" ]] && mark=$(wc -l <"$dir/logs/broker.log")
-  HOME="$dir/home" "$BROKER_BIN" -c "$dir/broker.toml" >>"$dir/logs/broker.log" 2>&1 </dev/null &
-  pid=$!
-  echo "$pid" >"$dir/broker.pid"
-  wait_port "$BROKER_PORT" 30 "$pid" || {
+  mark=$(log_lines "$dir/logs/broker.log")
+  t0=$(now_ms)
+  case "$PAIR_SERVER" in
+  rust)
+    HOME="$dir/home" "$BROKER_BIN" -c "$dir/broker.toml" >>"$dir/logs/broker.log" 2>&1 </dev/null &
+    PID=$!
+    ;;
+  *)
+    java_run "$dir" broker org.apache.rocketmq.broker.BrokerStartup \
+      -Xms256m -Xmx512m -XX:MaxDirectMemorySize=256m -- -c "$dir/broker.conf"
+    ;;
+  esac
+  echo "$PID" >"$dir/broker.pid"
+  # Rust: registration with the name server is logged right after "started successfully".
+  # Java: "The broker[…] boot success" is printed after the first registration.
+  local ready='started successfully'
+  [[ "$PAIR_SERVER" != rust ]] && ready='boot success'
+  wait_ready "$dir/logs/broker.log" "$mark" "$ready" "$BROKER_PORT" 90 "$PID" || {
     tail -30 "$dir/logs/broker.log" >&2 || true
-    die "broker '$name' did not listen on 127.0.0.1:$BROKER_PORT"
+    die "broker '$name' did not start on 127.0.0.1:$BROKER_PORT"
   }
-  # Registration with the name server is logged right after "started successfully".
-  local i ok=0
-  for ((i = 0; i < 300; i++)); do
-    if tail -n "+$((mark + 1))" "$dir/logs/broker.log" 2>/dev/null | grep -q 'started successfully'; then
-      ok=1
-      break
-    fi
-    pid_alive "$pid" || break
-    sleep 0.1
-  done
-  [[ $ok == 1 ]] || {
-    tail -30 "$dir/logs/broker.log" >&2 || true
-    die "broker '$name' did not report a successful start"
-  }
-  # Give the first registration round trip a moment.
-  sleep 0.5
+  BROKER_SECS=$(secs_since "$t0")
+  # Rust: give the first registration round trip a moment.
+  [[ "$PAIR_SERVER" == rust ]] && sleep 0.5
+  return 0
 }
 
 pair_running() { # NAME
@@ -218,9 +409,10 @@ pair_running() { # NAME
 
 write_env_file() {
   mkdir -p "$RMQ_STATE_DIR"
-  local tmp="$ENV_FILE.tmp.$$" dir name
+  local tmp="$ENV_FILE.tmp.$$" dir name server=""
   {
     echo "RMQ_ROOT=$RMQ_ROOT"
+    echo "RMQ_JAVA_ROOT=$RMQ_JAVA_ROOT"
     echo "RMQ_STATE_DIR=$RMQ_STATE_DIR"
     for dir in "$RMQ_STATE_DIR"/*/; do
       [[ -f "$dir/pair.conf" ]] || continue
@@ -229,16 +421,25 @@ write_env_file() {
       (
         load_pair "$name"
         case "$name" in
-        default) echo "ROCKETMQ_NAMESRV=127.0.0.1:$NAMESRV_PORT" ;;
+        default)
+          echo "ROCKETMQ_NAMESRV=127.0.0.1:$NAMESRV_PORT"
+          echo "ROCKETMQ_SERVER=$PAIR_SERVER-$PAIR_VERSION"
+          ;;
         acl)
           echo "ROCKETMQ_ACL_NAMESRV=127.0.0.1:$NAMESRV_PORT"
           echo "ROCKETMQ_ACL_ACCESS_KEY=$ACL_USER"
           echo "ROCKETMQ_ACL_SECRET_KEY=$ACL_PASSWORD"
+          echo "ROCKETMQ_ACL_SERVER=$PAIR_SERVER-$PAIR_VERSION"
           ;;
         esac
       )
     done
   } >"$tmp"
+  # Without a default pair, ROCKETMQ_SERVER names the acl pair's server.
+  if ! grep -q '^ROCKETMQ_SERVER=' "$tmp"; then
+    server=$(sed -n 's/^ROCKETMQ_ACL_SERVER=//p' "$tmp")
+    [[ -n "$server" ]] && echo "ROCKETMQ_SERVER=$server" >>"$tmp"
+  fi
   mv "$tmp" "$ENV_FILE"
 }
 
@@ -264,26 +465,30 @@ cmd_start() {
   *) [[ -n "$np" && -n "$bp" ]] || die "pair '$name' needs --namesrv-port and --broker-port" ;;
   esac
   [[ "$np" =~ ^[0-9]+$ && "$bp" =~ ^[0-9]+$ ]] || die "ports must be numbers"
-  installed || die "servers not installed in $RMQ_ROOT/bin; run: $0 install"
+  installed || die "$RMQ_SERVER $RMQ_VERSION servers not installed; run: RMQ_SERVER=$RMQ_SERVER $0 install"
 
-  if pair_running "$name"; then
+  local dir
+  dir=$(pair_dir "$name")
+  if pair_running "$name" && (load_pair "$name"; [[ "$PAIR_SERVER-$PAIR_VERSION" == "$RMQ_SERVER-$RMQ_VERSION" ]]); then
     log "pair '$name' already running"
     write_env_file
     cmd_status_one "$name"
     return 0
   fi
-  local dir
-  dir=$(pair_dir "$name")
-  # Stop leftovers of a half-dead pair by their own pids, then start clean.
-  stop_pid "$dir/broker.pid" TERM
-  stop_pid "$dir/namesrv.pid" TERM
+  # Stop leftovers of a half-dead pair (or one of another server) by their own pids, then start clean.
+  stop_pair "$dir"
   rm -rf "$dir"
   mkdir -p "$dir/home" "$dir/store" "$dir/logs" "$dir/auth"
-  printf 'NAMESRV_PORT=%s\nBROKER_PORT=%s\nACL=%s\n' "$np" "$bp" "$acl" >"$dir/pair.conf"
-  write_broker_config "$dir" "$np" "$bp" "$acl" "$auto"
-  log "starting pair '$name' (name server 127.0.0.1:$np, broker 127.0.0.1:$bp$([[ $acl == 1 ]] && echo ', authentication on'))"
+  printf 'NAMESRV_PORT=%s\nBROKER_PORT=%s\nACL=%s\nAUTO=%s\nPAIR_SERVER=%s\nPAIR_VERSION=%s\n' \
+    "$np" "$bp" "$acl" "$auto" "$RMQ_SERVER" "$RMQ_VERSION" >"$dir/pair.conf"
+  case "$RMQ_SERVER" in
+  rust) write_rust_config "$dir" "$np" "$bp" "$acl" "$auto" ;;
+  *) write_java_config "$dir" "$np" "$bp" "$acl" "$auto" "$RMQ_SERVER" ;;
+  esac
+  log "starting pair '$name' ($RMQ_SERVER $RMQ_VERSION: name server 127.0.0.1:$np, broker 127.0.0.1:$bp$([[ $acl == 1 ]] && echo ', authentication on'))"
   start_namesrv "$name"
   start_broker "$name"
+  log "pair '$name' up: name server ${NAMESRV_SECS} s, broker ${BROKER_SECS} s"
   write_env_file
   cmd_status_one "$name"
 }
@@ -298,17 +503,15 @@ cmd_stop() {
   done
   local dir
   if [[ -n "$name" ]]; then
-    dir=$(pair_dir "$name")
-    stop_pid "$dir/broker.pid" TERM
-    stop_pid "$dir/namesrv.pid" TERM
+    stop_pair "$(pair_dir "$name")"
     log "pair '$name' stopped"
   else
     for dir in "$RMQ_STATE_DIR"/*/; do
       [[ -f "$dir/pair.conf" ]] || continue
-      stop_pid "$dir/broker.pid" TERM
-      stop_pid "$dir/namesrv.pid" TERM
-      log "pair '$(basename "$dir")' stopped"
+      stop_pair "$dir" &
     done
+    wait
+    log "all pairs in $RMQ_STATE_DIR stopped"
   fi
   [[ -d "$RMQ_STATE_DIR" ]] && write_env_file
   return 0
@@ -331,7 +534,7 @@ cmd_broker_start() {
     return 0
   fi
   start_broker "$name"
-  log "broker of pair '$name' started again (store kept)"
+  log "broker of pair '$name' started again in ${BROKER_SECS} s (store kept)"
 }
 
 cmd_status_one() {
@@ -345,13 +548,18 @@ cmd_status_one() {
     pid_alive "$nsrv" && np="pid $nsrv"
     local bs="stopped"
     pid_alive "$brk" && bs="pid $brk"
-    printf '%-10s name server 127.0.0.1:%s (%s), broker 127.0.0.1:%s (%s)%s\n' "$name" \
-      "$NAMESRV_PORT" "$np" "$BROKER_PORT" "$bs" "$([[ $ACL == 1 ]] && echo ", auth $ACL_USER")"
+    printf '%-10s %s-%s: name server 127.0.0.1:%s (%s), broker 127.0.0.1:%s (%s)%s\n' "$name" \
+      "$PAIR_SERVER" "$PAIR_VERSION" "$NAMESRV_PORT" "$np" "$BROKER_PORT" "$bs" \
+      "$([[ $ACL == 1 ]] && echo ", auth $ACL_USER")"
   )
 }
 
 cmd_status() {
-  if installed; then echo "installed: $RMQ_ROOT/bin"; else echo "not installed (run: $0 install)"; fi
+  if installed; then
+    echo "installed: $RMQ_SERVER $RMQ_VERSION"
+  else
+    echo "not installed: $RMQ_SERVER $RMQ_VERSION (run: RMQ_SERVER=$RMQ_SERVER $0 install)"
+  fi
   local dir any=0
   for dir in "$RMQ_STATE_DIR"/*/; do
     [[ -f "$dir/pair.conf" ]] || continue
