@@ -62,11 +62,17 @@ pub fn map(
             reason: format!("the broker rejected the credentials or permissions ({text})"),
         };
     }
+    // A name server without the topic answers TOPIC_NOT_EXIST too; with auto-creation off the
+    // Java broker registers no `TBW102` default topic, so the client's fallback lookup of that
+    // route is what fails ("No topic route info in name server for the topic: TBW102").
     let not_found = broker_code == Some(code::TOPIC_NOT_EXIST)
+        || client_code == Some(code::TOPIC_NOT_EXIST)
         || client_code == Some(code::CLIENT_NOT_FOUND_TOPIC)
         || detail.as_deref().is_some_and(|d| {
             let d = d.to_ascii_lowercase();
-            d.contains("no route info") || d.contains("route was not found")
+            d.contains("no route info")
+                || d.contains("no topic route info")
+                || d.contains("route was not found")
         })
         || broker_code == Some(code::SUBSCRIPTION_GROUP_NOT_EXIST)
         || condition == "not_found"
@@ -149,5 +155,49 @@ pub fn partial(err: TransportError, index: usize, done: &[(String, SendResult)])
             reason: reason + &note,
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `rocketmq-client-rust` returns when the Java name server has no route for the
+    /// default topic `TBW102` (a broker with autoCreateTopicEnable=false registers none).
+    fn no_default_topic_route() -> ClientError {
+        ClientError::from(MQClientException::new_with_code(
+            code::TOPIC_NOT_EXIST,
+            "No topic route info in name server for the topic: TBW102\nSee \
+             http://rocketmq.apache.org/docs/faq/ for further details.",
+        ))
+    }
+
+    #[test]
+    fn name_server_without_the_default_topic_means_not_found_for_the_sent_topic() {
+        match map(
+            &no_default_topic_route(),
+            "127.0.0.1:9876",
+            Some("orders"),
+            false,
+        ) {
+            TransportError::NotFound(m) => {
+                assert!(m.contains("`orders` does not exist"), "{m}");
+                assert!(m.contains("TBW102"), "the name server's text is kept: {m}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_route_for_a_topic_that_took_sends_before_is_unavailable() {
+        assert!(matches!(
+            map(
+                &no_default_topic_route(),
+                "127.0.0.1:9876",
+                Some("orders"),
+                true
+            ),
+            TransportError::Unavailable { .. }
+        ));
     }
 }
