@@ -105,6 +105,23 @@ pub fn acl() -> (String, String, String) {
     .clone()
 }
 
+/// The server of the shared pairs, `<rust|java|java4>-<version>` (`ROCKETMQ_SERVER`, else the
+/// script's env file; empty when unknown).
+pub fn server() -> String {
+    let _ = namesrv();
+    std::env::var("ROCKETMQ_SERVER")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| env_file().get("ROCKETMQ_SERVER").cloned())
+        .unwrap_or_default()
+}
+
+/// 5.x timer messages (`TIMER_DELIVER_MS`, `TIMER_DELAY_*`): the Rust servers and Apache 5.x
+/// have them, Apache 4.x does not (it stores the property and delivers at once).
+pub fn server_has_timers() -> bool {
+    !server().starts_with("java4-")
+}
+
 /// A fresh name (topics, groups): `<prefix>_<random>`.
 pub fn unique(prefix: &str) -> String {
     format!(

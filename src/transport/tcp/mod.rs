@@ -63,6 +63,7 @@
 //! Secrets are never logged or put into errors.
 
 mod acl;
+mod compat;
 mod errors;
 pub mod host;
 mod input;
@@ -248,8 +249,12 @@ impl TcpTransport {
         let addrs = self.name_servers(DOMAIN_FETCH_TIMEOUT).await?;
         let host = self.host()?;
         let config = self.client_config(&addrs)?;
-        let mut producer =
-            output::build_producer(&host, config, &self.settings, acl::hook(&self.settings));
+        let mut producer = output::build_producer(
+            &host,
+            config,
+            &self.settings,
+            Some(compat::hook(acl::hook(&self.settings))),
+        );
         match tokio::time::timeout(START_TIMEOUT, producer.start()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(errors::map(&e, &addrs.join(";"), None, false)),
@@ -361,8 +366,12 @@ impl Transport for TcpTransport {
         if let Ok(mut l) = self.listener.lock() {
             *l = Some(shared.clone());
         }
-        let mut consumer =
-            input::build_consumer(&host, config, &self.settings, acl::hook(&self.settings));
+        let mut consumer = input::build_consumer(
+            &host,
+            config,
+            &self.settings,
+            Some(compat::hook(acl::hook(&self.settings))),
+        );
         for sub in &self.settings.topics {
             let expr = input::normalize_expression(&sub.expression);
             consumer
