@@ -318,6 +318,8 @@ EOF
 java_run() {
   local dir=$1 role=$2 main=$3
   shift 3
+  # The --add-opens/--add-exports let the store unmap files on Java 17 (4.9.7's recovery after
+  # a crash calls jdk.internal.ref.Cleaner and exits with "load exception" without them).
   local jvm=() args=()
   while [[ $# -gt 0 && "$1" != -- ]]; do jvm+=("$1"); shift; done
   [[ $# -gt 0 ]] && shift
@@ -325,7 +327,8 @@ java_run() {
   jvm+=(-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k -Duser.home="$dir/home"
     -Djava.net.preferIPv4Stack=true
     --add-opens=java.base/java.nio=ALL-UNNAMED --add-opens=java.base/sun.nio.ch=ALL-UNNAMED
-    --add-exports=java.base/sun.nio.ch=ALL-UNNAMED)
+    --add-exports=java.base/sun.nio.ch=ALL-UNNAMED
+    --add-opens=java.base/jdk.internal.ref=ALL-UNNAMED --add-exports=java.base/jdk.internal.ref=ALL-UNNAMED)
   [[ "$PAIR_SERVER" == java ]] && jvm+=(-Drmq.logback.configurationFile="rmq.$role.logback.xml")
   # shellcheck disable=SC2206
   [[ -n "${RMQ_JAVA_OPTS:-}" ]] && jvm+=($RMQ_JAVA_OPTS)
