@@ -31,7 +31,7 @@ log() { printf 'daprd-local: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-  sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 # The dapr version required by tools/daprd/go.mod, without the leading v (as daprd --version prints it).
