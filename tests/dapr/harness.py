@@ -37,6 +37,20 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("ROCKETMQ_BINDING_BIN_DIR", ROOT / "target" / "debug"))
 COMPONENT_TYPE = "bindings.rocketmq-pluggable"
 
+# The Configuration every daprd here runs with: no mDNS (the kubernetes resolver is inert in
+# self-hosted mode), HotReload on (daprd 1.18 enables it by default; said here explicitly).
+DAPRD_CONFIG = """apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: e2e
+spec:
+  nameResolution:
+    component: kubernetes
+  features:
+    - name: HotReload
+      enabled: true
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -308,14 +322,19 @@ class Daprd(Proc):
             "--dapr-grpc-port", str(self.grpc_port),
             "--dapr-internal-grpc-port", str(self.internal_port),
             "--dapr-listen-addresses", "127.0.0.1",
+            "--dapr-internal-grpc-listen-address", "127.0.0.1",
             "--enable-metrics=false",
             "--log-level", "debug",
         ]
         if app_port is not None:
             argv += ["--app-port", str(app_port), "--app-protocol", app_protocol,
                      "--app-channel-address", "127.0.0.1"]
-        if config is not None:
-            argv += ["--config", str(config)]
+        # Loopback only: without this Configuration daprd's mDNS name resolver binds UDP 5353
+        # on every interface and announces the app.
+        if config is None:
+            config = workdir / "daprd-config.yaml"
+            config.write_text(DAPRD_CONFIG)
+        argv += ["--config", str(config)]
         argv += extra or []
         penv = {"DAPR_COMPONENTS_SOCKETS_FOLDER": str(socket_folder)}
         penv.update(env or {})
@@ -564,8 +583,8 @@ class Workspace:
         self.procs.append(e)
         return e
 
-    def daprd(self, app_id: str = "e2e", **kw) -> Daprd:
-        d = Daprd(self.dir, app_id, self.resources, self.sockets, **kw)
+    def daprd(self, app_id: str = "e2e", resources: Path | None = None, **kw) -> Daprd:
+        d = Daprd(self.dir, app_id, resources or self.resources, self.sockets, **kw)
         self.procs.append(d)
         return d
 
@@ -579,9 +598,15 @@ class Workspace:
         self.apps.append(a)
         return a
 
-    def component(self, name: str, metadata: dict, **kw) -> Path:
-        p = self.resources / f"{name}.yaml"
+    def component(self, name: str, metadata: dict, folder: Path | None = None, **kw) -> Path:
+        p = (folder or self.resources) / f"{name}.yaml"
         p.write_text(component_yaml(name, metadata, **kw))
+        return p
+
+    def folder(self, name: str) -> Path:
+        """Another resources folder (for a second daprd)."""
+        p = self.dir / name
+        p.mkdir(exist_ok=True)
         return p
 
     def write(self, filename: str, text: str) -> Path:

@@ -98,10 +98,15 @@ def test_subscription_by_options_direction_and_route(ws, transport):
     ws.daemon().start()
     names = {k: unique(k) for k in ("opt", "dir", "rte", "none")}
     topics = {k: unique("t") for k in names}
-    ws.component(names["opt"], transport.metadata(topics=topics["opt"]))
-    ws.component(names["dir"], transport.metadata(topics=topics["dir"], direction="input,output"))
-    ws.component(names["rte"], transport.metadata(topics=topics["rte"], route="/custom-route"))
-    ws.component(names["none"], transport.metadata(topics=topics["none"]))
+    # One consumer group per Component: a group is one subscription.
+    groups = {k: "GID_" + unique(k) for k in names}
+    ws.component(names["opt"], transport.metadata(topics=topics["opt"], consumerGroup=groups["opt"]))
+    ws.component(names["dir"], transport.metadata(topics=topics["dir"], consumerGroup=groups["dir"],
+                                                  direction="input,output"))
+    ws.component(names["rte"], transport.metadata(topics=topics["rte"], consumerGroup=groups["rte"],
+                                                  route="/custom-route"))
+    ws.component(names["none"], transport.metadata(topics=topics["none"],
+                                                   consumerGroup=groups["none"]))
     # The app answers OPTIONS only for "opt" and the custom route; "dir" is subscribed by its
     # direction; "none" is not subscribed at all.
     app = ws.http_app(subscribed={names["opt"], "custom-route"})
