@@ -122,6 +122,11 @@ struct ServeArgs {
     /// On SIGTERM/SIGINT, how long to wait for in-flight acks before releasing them.
     #[arg(long, env = "ROCKETMQ_BINDING_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
+    /// How long an input Component keeps its consumer while daprd has no Read stream open
+    /// on it (the app is unhealthy, or the Component was removed by a hot reload); the next
+    /// Read starts a consumer again.
+    #[arg(long, env = "ROCKETMQ_BINDING_INPUT_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    input_idle_timeout: Duration,
     /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` on this address (off unless set),
     /// e.g. 127.0.0.1:9464.
     #[arg(long, env = "ROCKETMQ_BINDING_METRICS_ADDR")]
@@ -227,6 +232,7 @@ async fn serve(socket: SocketArgs, args: ServeArgs) -> ExitCode {
         ServeOptions {
             shutdown_timeout: args.shutdown_timeout,
             metrics_addr: args.metrics_addr,
+            input_idle_timeout: args.input_idle_timeout,
         },
         signal,
     )

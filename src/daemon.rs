@@ -22,17 +22,26 @@ use std::{
     time::Duration,
 };
 
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
+
 use hyper_util::rt::TokioIo;
-use tokio::net::{UnixListener, UnixStream};
-use tokio_stream::wrappers::UnixListenerStream;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{UnixListener, UnixStream},
+    sync::mpsc,
+};
+use tokio_stream::{StreamExt, wrappers::UnixListenerStream};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::{Channel, Endpoint, Server, server::Connected};
 use tower::service_fn;
 
 use crate::{
     dapr::{
         input::{InputService, Lifecycle},
-        instances::Instances,
+        instances::{ConnId, DEFAULT_INPUT_IDLE_TIMEOUT, Instances},
         output::OutputService,
         proto::{
             self, input_binding_server::InputBindingServer,
@@ -161,12 +170,82 @@ pub fn bind(opts: &SocketOptions) -> Result<BoundSocket, DaemonError> {
 }
 
 /// How the server behaves once bound.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// How long shutdown waits for in-flight acks before releasing them.
     pub shutdown_timeout: Duration,
     /// Where to serve `/metrics`, `/healthz` and `/readyz` (off when `None`).
     pub metrics_addr: Option<SocketAddr>,
+    /// How long an input instance keeps its consumer while no Read stream is open.
+    pub input_idle_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            shutdown_timeout: Duration::from_secs(20),
+            metrics_addr: None,
+            input_idle_timeout: DEFAULT_INPUT_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// A connection on the socket, numbered in accept order so that instances can be tied to
+/// the connection that initialised them; dropping it (the connection ended) reports its
+/// number.
+struct TrackedConn {
+    io: UnixStream,
+    id: ConnId,
+    ended: mpsc::UnboundedSender<ConnId>,
+}
+
+impl Drop for TrackedConn {
+    fn drop(&mut self) {
+        let _ = self.ended.send(self.id);
+    }
+}
+
+impl Connected for TrackedConn {
+    type ConnectInfo = ConnId;
+    fn connect_info(&self) -> ConnId {
+        self.id
+    }
+}
+
+impl AsyncRead for TrackedConn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TrackedConn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 /// Binds the metrics listener and serves Prometheus text on `/metrics`, liveness on
@@ -225,6 +304,30 @@ async fn serve_metrics(
     Ok(local)
 }
 
+/// The accepted connections, each numbered; a task tells `instances` when one ends.
+fn tracked(
+    listener: UnixListener,
+    instances: Arc<Instances>,
+) -> impl tokio_stream::Stream<Item = std::io::Result<TrackedConn>> {
+    let (ended, mut ends) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(id) = ends.recv().await {
+            instances.connection_closed(id).await;
+        }
+    });
+    let mut next = 0u64;
+    UnixListenerStream::new(listener).map(move |r| {
+        r.map(|io| {
+            next += 1;
+            TrackedConn {
+                io,
+                id: ConnId(next),
+                ended: ended.clone(),
+            }
+        })
+    })
+}
+
 /// Serves the binding on `socket` until `shutdown` resolves, then shuts down gracefully.
 pub async fn serve(
     mut socket: BoundSocket,
@@ -239,7 +342,7 @@ pub async fn serve(
     if let Some(addr) = opts.metrics_addr {
         serve_metrics(addr, ready.clone(), metrics_stop.clone()).await?;
     }
-    let instances = Arc::new(Instances::new(connector));
+    let instances = Arc::new(Instances::new(connector, opts.input_idle_timeout));
     let life = Lifecycle {
         shutdown: CancellationToken::new(),
         drain_timeout: opts.shutdown_timeout,
@@ -275,7 +378,7 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(reflection_v1)
         .serve_with_incoming_shutdown(
-            UnixListenerStream::new(listener),
+            tracked(listener, instances.clone()),
             server_stop.clone().cancelled_owned(),
         );
     let mut server = tokio::spawn(server);

@@ -8,6 +8,7 @@ mod common;
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use common::{Daprd, TestDaemon, memory::MemoryConnector, props};
+use rocketmq_binding::daemon::ServeOptions;
 use rocketmq_binding::metadata::Role;
 use tonic::Code;
 
@@ -446,4 +447,99 @@ async fn read_fails_clearly_when_the_consumer_cannot_start() {
     let e = c.read("x").await.err().expect("Read must fail");
     assert_eq!(e.code(), Code::Unimplemented);
     assert!(e.message().contains("cannot start"), "{}", e.message());
+}
+
+/// daprd closes a Component's output connection when it removes the Component (hot reload):
+/// the producer closes with it, unless a newer Init (on another connection) replaced it.
+#[tokio::test]
+async fn output_closes_with_its_connection_unless_re_initialised() {
+    let broker = MemoryConnector::new();
+    let d = TestDaemon::start(Arc::new(broker.clone())).await;
+    let c1 = d.daprd().await;
+    c1.init_output("gone", tcp_props("h:1", "t")).await.unwrap();
+    c1.init_output("kept", tcp_props("h:1", "t")).await.unwrap();
+    let c2 = d.daprd().await;
+    c2.init_output("kept", tcp_props("h:2", "t")).await.unwrap();
+    let closes = |name: &str| {
+        broker
+            .state()
+            .closes
+            .iter()
+            .filter(|(n, r)| n == name && *r == Role::Output)
+            .count()
+    };
+    wait_for(|| closes("kept") == 1).await; // the replaced one
+    assert_eq!(closes("gone"), 0, "closed while its connection is open");
+    drop(c1);
+    wait_for(|| closes("gone") == 1).await;
+    let e = c2.invoke("gone", "create", b"x", &[]).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+    c2.invoke("kept", "create", b"still here", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        closes("kept"),
+        1,
+        "the current instance was closed with the old connection"
+    );
+}
+
+/// daprd cancels the Read stream of a removed Component but keeps its connection: the
+/// consumer closes after the idle timeout, and a later Read starts it again.
+#[tokio::test]
+async fn idle_input_closes_its_consumer_and_the_next_read_restarts_it() {
+    let broker = MemoryConnector::new();
+    let d = TestDaemon::start_opts(
+        Arc::new(broker.clone()),
+        ServeOptions {
+            shutdown_timeout: Duration::from_secs(3),
+            input_idle_timeout: Duration::from_millis(300),
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = d.daprd().await;
+    c.init_both("m", tcp_props("h:1", "t")).await;
+    let input_closes = || {
+        broker
+            .state()
+            .closes
+            .iter()
+            .filter(|(n, r)| n == "m" && *r == Role::Input)
+            .count()
+    };
+    let mut r = c.read("m").await.unwrap();
+    c.send_n("m", "a", 1).await;
+    let m = r.next().await;
+    r.ack(&m.message_id).await;
+    wait_for(|| broker.confirmed_bodies() == ["a0"]).await;
+    // A stream that comes back within the timeout keeps the consumer.
+    drop(r);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = c.read("m").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        input_closes(),
+        0,
+        "closed although a stream came back in time"
+    );
+    drop(r);
+    wait_for(|| input_closes() == 1).await;
+    // Messages sent meanwhile wait in the broker; the next Read gets them.
+    c.send_n("m", "b", 2).await;
+    let mut r = c.read("m").await.unwrap();
+    let mut got = HashSet::new();
+    for _ in 0..2 {
+        let m = r.next().await;
+        r.ack(&m.message_id).await;
+        got.insert(String::from_utf8_lossy(&m.data).into_owned());
+    }
+    assert_eq!(got, HashSet::from(["b0".to_string(), "b1".to_string()]));
+    let opens = broker
+        .state()
+        .opens
+        .iter()
+        .filter(|(n, r)| n == "m" && *r == Role::Input)
+        .count();
+    assert_eq!(opens, 2, "one consumer per activity period");
 }

@@ -27,6 +27,7 @@ async fn counters_match_traffic_and_probes_answer() {
         ServeOptions {
             shutdown_timeout: Duration::from_secs(3),
             metrics_addr: Some(addr),
+            ..Default::default()
         },
     )
     .await;

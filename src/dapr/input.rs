@@ -98,11 +98,14 @@ impl InputBinding for InputService {
         req: Request<Streaming<ReadRequest>>,
     ) -> Result<Response<Self::ReadStream>, Status> {
         let name = instance_of(&req);
-        let inst = self.instances.input(&name)?;
         if self.life.shutdown.is_cancelled() {
             return Err(Error::ShuttingDown.into());
         }
-        inst.ensure_subscribed().await?;
+        let inst = self.instances.input_for_read(&name)?;
+        if let Err(e) = inst.ensure_subscribed().await {
+            self.instances.stream_ended(&inst);
+            return Err(e.into());
+        }
         let cap = inst.common.settings.max_in_flight.clamp(1, 4096);
         let (tx, rx) = mpsc::channel(cap);
         let metrics =
@@ -222,22 +225,30 @@ impl Session {
         self.metrics.abandoned(released, true);
         metrics::read_stream(&self.name, -1.0);
         tracing::info!(instance = %self.name, stream = self.id, reason = end, released, "read stream ended");
+        self.instances.stream_ended(&self.inst);
     }
 
     /// Switches to a newer instance of the same name if there is one; true when the
     /// stream has a live consumer to pull from.
     async fn follow_replacement(&mut self) -> bool {
-        match self.instances.inputs.get(&self.name) {
+        match self.instances.attach_current(&self.name) {
             Some(newer) if !Arc::ptr_eq(&newer, &self.inst) => {
+                // The stream counts on the newer instance from here, even if its consumer
+                // fails to start (the next replacement is tried again).
+                let old = std::mem::replace(&mut self.inst, newer.clone());
+                old.detach();
                 if let Err(e) = newer.ensure_subscribed().await {
                     tracing::warn!(instance = %self.name, stream = self.id, error = %e, "re-initialised consumer failed to start");
                     return false;
                 }
                 tracing::info!(instance = %self.name, stream = self.id, "read stream follows the re-initialised instance");
-                self.inst = newer;
                 true
             }
-            _ => false,
+            Some(same) => {
+                same.detach();
+                false
+            }
+            None => false,
         }
     }
 

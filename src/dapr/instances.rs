@@ -6,10 +6,23 @@
 //! own separate transports, so an input-only Component never starts a producer and an
 //! output-only one never starts a consumer. Re-Init of a name (Dapr hot reload, daprd
 //! restart) swaps in the new instance and closes the old one's clients in the background.
+//!
+//! daprd never says that a Component was removed (hot reload, or a Component deleted while
+//! daprd runs); it only closes what it used. So clients follow what daprd still holds:
+//! - an output instance belongs to the socket connection that sent its Init (daprd dials one
+//!   per Component and direction, and closes it when the Component goes away): when that
+//!   connection closes, the producer closes, unless a newer Init replaced the instance;
+//! - an input instance whose last Read stream ended closes its consumer after the idle
+//!   timeout (daprd cancels the stream of a removed Component but keeps its connection). It
+//!   stays known: the next Read of that name starts a consumer again with the same settings,
+//!   as after an app-health flip.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -26,6 +39,14 @@ use crate::{
 /// How long Init may wait for the broker. daprd gives input Init + output Init +
 /// ListOperations 5 s together; decoding is instant, so the probe gets most of 4 s.
 pub const INIT_PROBE_BUDGET: Duration = Duration::from_millis(3500);
+
+/// How long an input instance keeps its consumer with no Read stream open, by default.
+pub const DEFAULT_INPUT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The socket connection a request came on, numbered by the daemon in accept order
+/// (daprd dials one connection per Component and direction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId(pub u64);
 
 /// Deliveries buffered between the transport and the Read streams (not yet sent to daprd,
 /// so not yet in flight).
@@ -56,9 +77,31 @@ pub struct InputInstance {
     pub common: Common,
     /// Deliveries from the transport; `None` until the first Read subscribes.
     queue: Mutex<Option<mpsc::Receiver<Delivery>>>,
+    /// Read streams pulling from this instance now.
+    streams: AtomicUsize,
 }
 
 impl InputInstance {
+    fn new(common: Common) -> Self {
+        InputInstance {
+            common,
+            queue: Mutex::new(None),
+            streams: AtomicUsize::new(0),
+        }
+    }
+
+    /// A Read stream starts pulling from this instance.
+    pub fn attach(&self) {
+        self.streams.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A Read stream stops pulling; returns how many remain.
+    pub fn detach(&self) -> usize {
+        self.streams
+            .fetch_sub(1, Ordering::SeqCst)
+            .saturating_sub(1)
+    }
+
     /// Starts the consumer on first use (idempotent). Fails when the transport cannot
     /// consume with these settings; broker trouble later is the transport's to ride out.
     pub async fn ensure_subscribed(&self) -> Result<(), Error> {
@@ -104,6 +147,8 @@ impl InputInstance {
 pub struct OutputInstance {
     /// Name, settings, transport.
     pub common: Common,
+    /// The connection whose Init created it.
+    owner: Option<ConnId>,
     /// Send metrics of this instance.
     pub metrics: metrics::SendMetrics,
 }
@@ -127,12 +172,43 @@ impl<T> Registry<T> {
         self.map.read().expect("registry lock").get(name).cloned()
     }
 
+    /// The current instance of `name`, after running `f` on it under the registry lock.
+    fn with(&self, name: &str, f: impl FnOnce(&T)) -> Option<Arc<T>> {
+        let map = self.map.read().expect("registry lock");
+        let v = map.get(name)?;
+        f(v);
+        Some(v.clone())
+    }
+
     /// Installs `inst` under `name`; returns the one it replaces.
     fn replace(&self, name: &str, inst: Arc<T>) -> Option<Arc<T>> {
         self.map
             .write()
             .expect("registry lock")
             .insert(name.to_string(), inst)
+    }
+
+    /// Removes `name` if `pred` holds for its current instance; returns it.
+    fn remove_if(&self, name: &str, pred: impl FnOnce(&Arc<T>) -> bool) -> Option<Arc<T>> {
+        let mut map = self.map.write().expect("registry lock");
+        if map.get(name).is_some_and(pred) {
+            return map.remove(name);
+        }
+        None
+    }
+
+    /// Removes and returns every instance for which `pred` holds.
+    fn remove_where(&self, pred: impl Fn(&T) -> bool) -> Vec<(String, Arc<T>)> {
+        let mut map = self.map.write().expect("registry lock");
+        let names: Vec<String> = map
+            .iter()
+            .filter(|(_, v)| pred(v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        names
+            .into_iter()
+            .filter_map(|k| map.remove(&k).map(|v| (k, v)))
+            .collect()
     }
 
     /// Removes and returns every instance.
@@ -163,15 +239,23 @@ pub struct Instances {
     pub inputs: Registry<InputInstance>,
     /// Output instances.
     pub outputs: Registry<OutputInstance>,
+    /// Settings of input instances whose consumer was closed for want of a Read stream;
+    /// locked before `inputs` whenever both are.
+    dormant: std::sync::Mutex<HashMap<String, Arc<Settings>>>,
+    /// How long an input keeps its consumer without a Read stream.
+    input_idle: Duration,
 }
 
 impl Instances {
-    /// An empty set of instances using `connector` for transports.
-    pub fn new(connector: Arc<dyn Connector>) -> Self {
+    /// An empty set of instances using `connector` for transports; an input without a Read
+    /// stream closes its consumer after `input_idle`.
+    pub fn new(connector: Arc<dyn Connector>, input_idle: Duration) -> Self {
         Instances {
             connector,
             inputs: Registry::default(),
             outputs: Registry::default(),
+            dormant: std::sync::Mutex::new(HashMap::new()),
+            input_idle,
         }
     }
 
@@ -231,11 +315,13 @@ impl Instances {
         properties: &HashMap<String, String>,
     ) -> Result<(), Error> {
         let common = self.build(name, properties, Role::Input).await?;
-        let inst = Arc::new(InputInstance {
-            common,
-            queue: Mutex::new(None),
-        });
-        if let Some(old) = self.inputs.replace(name, inst) {
+        let inst = Arc::new(InputInstance::new(common));
+        let replaced = {
+            let mut dormant = self.dormant.lock().expect("dormant lock");
+            dormant.remove(name);
+            self.inputs.replace(name, inst)
+        };
+        if let Some(old) = replaced {
             tracing::info!(
                 instance = name,
                 "re-initialised: closing the previous consumer"
@@ -250,10 +336,15 @@ impl Instances {
         &self,
         name: &str,
         properties: &HashMap<String, String>,
+        owner: Option<ConnId>,
     ) -> Result<(), Error> {
         let common = self.build(name, properties, Role::Output).await?;
         let metrics = metrics::SendMetrics::new(name, common.settings.access_proto.as_str());
-        let inst = Arc::new(OutputInstance { common, metrics });
+        let inst = Arc::new(OutputInstance {
+            common,
+            owner,
+            metrics,
+        });
         if let Some(old) = self.outputs.replace(name, inst) {
             tracing::info!(
                 instance = name,
@@ -272,6 +363,91 @@ impl Instances {
         })
     }
 
+    /// The input instance `name` for a new Read stream, attached to it: a dormant instance
+    /// (consumer closed while no stream was open) gets a new consumer with its settings.
+    pub fn input_for_read(&self, name: &str) -> Result<Arc<InputInstance>, Error> {
+        let attach = |i: Arc<InputInstance>| {
+            i.attach();
+            i
+        };
+        // The registry lock makes attach and the idle check of `park` exclusive.
+        if let Some(i) = self.inputs.with(name, |i| i.attach()) {
+            return Ok(i);
+        }
+        let mut dormant = self.dormant.lock().expect("dormant lock");
+        if let Some(i) = self.inputs.with(name, |i| i.attach()) {
+            return Ok(i);
+        }
+        let Some(settings) = dormant.get(name).cloned() else {
+            return Err(Error::NotInitialised {
+                instance: name.to_string(),
+                role: Role::Input,
+            });
+        };
+        let transport = self.connector.open(name, settings.clone(), Role::Input)?;
+        let inst = Arc::new(InputInstance::new(Common {
+            name: name.to_string(),
+            settings,
+            transport,
+            closed: CancellationToken::new(),
+        }));
+        dormant.remove(name);
+        self.inputs.replace(name, inst.clone());
+        tracing::info!(
+            instance = name,
+            "Read after idle: starting the consumer again"
+        );
+        Ok(attach(inst))
+    }
+
+    /// The current input instance of `name`, attached to by the caller's stream.
+    pub fn attach_current(&self, name: &str) -> Option<Arc<InputInstance>> {
+        self.inputs.with(name, |i| i.attach())
+    }
+
+    /// A Read stream of `inst` ended: when it was the last, the consumer closes after the
+    /// idle timeout unless a stream attaches again or the instance is replaced meanwhile.
+    pub fn stream_ended(self: &Arc<Self>, inst: &Arc<InputInstance>) {
+        if inst.detach() > 0 {
+            return;
+        }
+        let (this, inst) = (self.clone(), inst.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(this.input_idle).await;
+            this.park(&inst).await;
+        });
+    }
+
+    async fn park(&self, inst: &Arc<InputInstance>) {
+        let name = inst.common.name.as_str();
+        {
+            let mut dormant = self.dormant.lock().expect("dormant lock");
+            let idle = self.inputs.remove_if(name, |cur| {
+                Arc::ptr_eq(cur, inst) && cur.streams.load(Ordering::SeqCst) == 0
+            });
+            if idle.is_none() {
+                return;
+            }
+            dormant.insert(name.to_string(), inst.common.settings.clone());
+        }
+        tracing::info!(
+            instance = name,
+            idle = ?self.input_idle,
+            "no Read stream: consumer closed until the next Read"
+        );
+        inst.close().await;
+    }
+
+    /// daprd closed connection `id`: output instances it initialised close their producers
+    /// (daprd closes a Component's output connection when it removes the Component).
+    pub async fn connection_closed(&self, id: ConnId) {
+        let gone = self.outputs.remove_where(|o| o.owner == Some(id));
+        for (name, o) in gone {
+            tracing::info!(instance = %name, "daprd closed the output connection: producer closed");
+            o.common.close().await;
+        }
+    }
+
     /// The output instance `name`, or `FAILED_PRECONDITION`.
     pub fn output(&self, name: &str) -> Result<Arc<OutputInstance>, Error> {
         self.outputs.get(name).ok_or_else(|| Error::NotInitialised {
@@ -282,6 +458,7 @@ impl Instances {
 
     /// Closes every instance (shutdown): consumers stop, producers close.
     pub async fn close_all(&self) {
+        self.dormant.lock().expect("dormant lock").clear();
         let inputs = self.inputs.drain();
         let outputs = self.outputs.drain();
         let mut tasks = Vec::new();

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::{
     instance_of,
-    instances::Instances,
+    instances::{ConnId, Instances},
     proto::{
         InvokeRequest, InvokeResponse, ListOperationsRequest, ListOperationsResponse,
         OutputBindingInitRequest, OutputBindingInitResponse, PingRequest, PingResponse,
@@ -37,9 +37,10 @@ impl OutputBinding for OutputService {
         req: Request<OutputBindingInitRequest>,
     ) -> Result<Response<OutputBindingInitResponse>, Status> {
         let name = instance_of(&req);
+        let conn = req.extensions().get::<ConnId>().copied();
         let props = req.into_inner().metadata.unwrap_or_default().properties;
         self.instances
-            .init_output(&name, &props)
+            .init_output(&name, &props, conn)
             .await
             .inspect_err(|e| tracing::warn!(instance = %name, error = %e, "output Init failed"))?;
         Ok(Response::new(OutputBindingInitResponse {}))

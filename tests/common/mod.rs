@@ -271,6 +271,7 @@ impl TestDaemon {
             ServeOptions {
                 shutdown_timeout,
                 metrics_addr: None,
+                ..Default::default()
             },
         )
         .await
