@@ -155,6 +155,13 @@ class Proc:
 
         return wait_until(found, timeout, f"{self.name} to log /{pattern}/")
 
+    def wait_log_count(self, pattern: str, n: int, timeout: float) -> list[str]:
+        """Waits until /pattern/ matched `n` times since the last start."""
+        rx = re.compile(pattern)
+        return wait_until(lambda: len(rx.findall(self.log_since_start())) >= n and
+                          rx.findall(self.log_since_start()), timeout,
+                          f"{self.name} to log /{pattern}/ {n} times")
+
     def signal(self, sig: int):
         if self.alive():
             self.proc.send_signal(sig)
