@@ -191,3 +191,35 @@ def test_daprd_killed_and_restarted_while_daemon_runs(ws, transport):
     late = [d for d in app.on(name) if d.at > phase2]
     assert all(d.reconsume >= 1 for d in late), [(d.message_id, d.reconsume) for d in late]
     assert not app.quiet(name, 4), "acked messages came back"
+
+
+def test_daemon_killed_and_restarted_while_daprd_runs(ws, transport):
+    """What daprd does when the daemon dies under it, and the documented way back.
+
+    daprd (1.18) keeps its instances: Invoke answers FAILED_PRECONDITION from the new daemon
+    (it was never Init'ed), the broken Read stream is never reopened, and /v1.0/healthz stays
+    204, so nothing restarts by itself. A hot reload of the Component (any change to it, such
+    as an annotation-like metadata key the binding ignores) makes daprd Init it again: output
+    and input work again, and messages sent meanwhile are delivered."""
+    name = unique("dmk")
+    daemon = ws.daemon().start()
+    md = transport.metadata()
+    ws.component(name, md)
+    app = ws.http_app(subscribed={name})
+    daprd = ws.daprd(app_port=app.port).start(ready="all")
+    assert daprd.invoke(name, "before").status == 200
+    app.wait_count(name, 1, 60)
+    daemon.kill()
+    daemon.start()
+    r = daprd.invoke(name, "after restart")
+    assert r.status == 500
+    msg = r.json()["message"]
+    assert "FailedPrecondition" in msg and "not initialised" in msg, msg
+    assert daprd.get("/v1.0/healthz").status == 204  # daprd does not notice
+    # The way back without restarting daprd: touch the Component (hot reload).
+    ws.component(name, dict(md, reloadedAt=str(time.time())))
+    wait_until(lambda: daprd.invoke(name, "after reload").status == 200, 30,
+               "Invoke to work after the hot reload", every=0.5)
+    ds = app.wait_for(name, lambda ds: any(d.body == b'"after reload"' for d in ds), 60,
+                      "a delivery after the hot reload")
+    assert ds[0].body == b'"before"'
