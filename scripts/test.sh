@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The full test suite: what .ci/run calls and what the README tells users to run.
 #
-# 1. installs the Rust RocketMQ name server and broker when missing (first run: ~15 min on
-#    2 cores, then cached in $RMQ_ROOT) and starts a plain pair and an authenticating pair on
-#    127.0.0.1 with fresh temp stores;
+# 1. installs the Apache RocketMQ (Java) name server and broker from Maven Central when missing
+#    (scripts/rocketmq-local.sh; RMQ_SERVER=rust for the Rust servers) and starts a plain pair
+#    and an authenticating pair on 127.0.0.1 with fresh temp stores;
 # 2. runs the Aliyun MQ HTTP emulator fidelity proof with the official Python and Node SDKs
 #    (installed into .tools/ on first run);
 # 3. lints and validates the deploy/ manifests (yamllint, kubernetes-validate in .tools/);
 # 4. runs `cargo test` (unit, integration and doc tests) with the servers' addresses exported;
-# 5. runs the benchmark in smoke mode (seconds; numbers are not judged);
-# 6. stops the servers, also on failure.
+# 5. runs the end-to-end suite under the real daprd (scripts/dapr-e2e.sh: builds daprd from Go
+#    modules once per version, ~10-17 min cold, and installs the Dapr Python SDK into .tools/);
+# 6. runs the benchmark in smoke mode (seconds; numbers are not judged);
+# 7. stops the servers, also on failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -33,6 +35,9 @@ scripts/http-sdk-fidelity.sh
 
 echo "== cargo test"
 cargo test --locked "$@"
+
+echo "== under the real daprd (scripts/dapr-e2e.sh)"
+scripts/dapr-e2e.sh
 
 echo "== benchmark smoke (scripts/bench.sh --smoke: seconds-long, keeps the benchmark working)"
 scripts/bench.sh --smoke
