@@ -29,6 +29,8 @@
 #   RMQ_JAVA_ROOT    Java jar cache (default $HOME/.cache/rocketmq-binding/java; jars in <version>/lib,
 #                    copied by Maven from tools/rocketmq-java/pom.xml; ~/.m2 is the download cache)
 #   RMQ_JAVA_OPTS    extra JVM options for both Java servers (appended)
+#   RMQ_JAVA_TUNING  GC/JIT options for both (default -XX:+UseSerialGC -Xss512k, name server also
+#                    -XX:TieredStopAtLevel=1; empty: the JVM's defaults, G1 and C2)
 #   RMQ_ROOT         Rust install root (default $HOME/.local/rocketmq-rust; binaries in $RMQ_ROOT/bin)
 #   CARGO_TARGET_DIR shared target dir for both Rust installs (default $RMQ_ROOT/build-target)
 #
@@ -39,24 +41,31 @@
 #
 # Java servers: `java -cp '<cache>/<version>/lib/*'` NamesrvStartup / BrokerStartup with ROCKETMQ_HOME
 # and -Duser.home in the pair's directory (Java's own logs: <pair>/home/logs/rocketmqlogs/), small heaps
-# (name server -Xms128m -Xmx256m, broker -Xms256m -Xmx512m -XX:MaxDirectMemorySize=256m), serial GC
-# and C1 only (-XX:TieredStopAtLevel=1: on 2 cores the C2 compile threads cost more CPU than they
-# save in a test run). Small store (64 MiB commit log, 600 kB consume queues, small index). Name server
-# and broker remoting bind 127.0.0.1 (bindAddress; 4.9.7 has no such option); the broker's HA listener
-# (B+1) has no bind option in either version, so tools/rocketmq-java/bind-loopback.c (LD_PRELOAD,
-# built with cc at install) turns every wildcard bind of the JVMs into a 127.0.0.1 bind.
-# Broker: autoCreateTopicEnable, autoCreateSubscriptionGroup, enablePropertyFilter (SQL92),
-# timerWheelEnable (5.x). ACL: 5.3.3 → ACL 2.0 (authenticationEnabled, local metadata provider,
-# initAuthenticationUser); 4.9.7 → aclEnable + $ROCKETMQ_HOME/conf/plain_acl.yml. 4.9.7 reads its
-# logback config from $ROCKETMQ_HOME/conf (written here); 5.3.3 from a classpath resource.
+# (name server -Xms128m -Xmx256m, broker -Xms256m -Xmx512m -XX:MaxDirectMemorySize=256m), serial GC,
+# C1 only for the name server. Small store (64 MiB commit log, 600 kB consume queues, small index).
+# Name server and broker remoting bind 127.0.0.1 (bindAddress; 4.9.7 has no such option); the
+# broker's HA listener (B+1) has no bind option in either version, so tools/rocketmq-java/
+# bind-loopback.c (LD_PRELOAD, built with cc) turns every wildcard bind of the JVMs into a 127.0.0.1
+# bind and refuses every connect() outside loopback (the 5.x name server dials its own
+# non-loopback address every few seconds). Broker: autoCreateTopicEnable, autoCreateSubscriptionGroup,
+# enablePropertyFilter (SQL92), timerWheelEnable (5.x). ACL: 5.3.3 → ACL 2.0 (authenticationEnabled,
+# local metadata provider, initAuthenticationUser); 4.9.7 → aclEnable + $ROCKETMQ_HOME/conf/
+# plain_acl.yml. 4.9.7 reads its logback config from $ROCKETMQ_HOME/conf (written here); 5.3.3 from
+# a classpath resource. A Java broker is ready when the name server routes its own topic
+# (broker-<pair>): 5.3.3 prints its boot line before it is registered about one start in two
+# (it registers only with name servers its client's availability scan has seen; else 10 s later).
 #
 # Rust servers: TOML config, small store, CommitLog micro-batching off.
 #
-# Measured on this 2-core machine (idle-ish; other builds running make it slower):
-#   install, cold (~/.m2 empty): 5.3.3 jars 18 s (83 MB), 4.9.7 jars 12 s (31 MB); warm: ~4 s
-#   start: java 5.3.3 name server ~1.9 s, broker ~4.6 s (pair ~7 s via the script);
-#          java4 4.9.7 name server ~1.3 s, broker ~2.6 s; rust 1.0.0: both ~0.3 s
-#          (default JVM flags G1 + C2: 5.3.3 broker ~5.4 s and ~35 % more CPU during start)
+# Measured on this 2-core machine, 2026-12 (shared with other builds: loaded runs are 2-3x slower):
+#   install, cold (~/.m2 empty): 5.3.3 jars 17.5 s (134 jars, 83 MB), 4.9.7 12 s (40 jars, 28 MB);
+#          client sets 5.3.3 / 4.9.8 ~12 s each; rust 1.0.0: ~15 min (cargo install)
+#   start (boot line; CPU seconds at that point), 3 runs each:
+#          java 5.3.3 name server 1.8-3.4 s (2.5 s CPU), broker 3.3-4.7 s (4.8 s CPU) plus up to
+#          10 s until registered (see above); java4 4.9.7 name server 2.0-2.4 s, broker 4.1-4.8 s;
+#          rust 1.0.0 both ~0.3 s. JVM defaults (G1 + C2): name server 3.4-3.8 s (4.9 s CPU),
+#          broker 5.2-6.5 s (7 s CPU), RSS 185 / 386 MB instead of 142 / 270-310 MB.
+#   idle 5.3.3 broker: ~10 % of a core with C2 (its TimerFlushService), ~33 % with C1 only
 #   stop: Java broker SIGTERM ~8-10 s (service thread joins), name server <1 s
 set -euo pipefail
 
@@ -83,7 +92,7 @@ log() { printf 'rocketmq-local: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-  sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 java_lib() { printf '%s/%s/lib' "$RMQ_JAVA_ROOT" "$1"; }
@@ -107,15 +116,19 @@ install_rust() {
   CARGO_TARGET_DIR="$target" cargo install --locked "${crates[@]}" --root "$RMQ_ROOT"
 }
 
+# build_shim: (re)builds the loopback bind/connect shim when missing or older than its source.
+build_shim() {
+  [[ -f "$BIND_SHIM" && ! "$JAVA_TOOLS/bind-loopback.c" -nt "$BIND_SHIM" ]] && return 0
+  mkdir -p "$RMQ_JAVA_ROOT"
+  cc -shared -fPIC -O2 -Wall -o "$BIND_SHIM.tmp.$$" "$JAVA_TOOLS/bind-loopback.c" -ldl
+  mv "$BIND_SHIM.tmp.$$" "$BIND_SHIM"
+}
+
 install_java() {
   command -v java >/dev/null || die "java not found (Java 17 runs the RocketMQ servers; apt-get install openjdk-17-jre-headless)"
   command -v mvn >/dev/null || die "mvn not found (fetches the servers from Maven Central; apt-get install maven)"
   command -v cc >/dev/null || die "cc not found (builds the loopback bind shim)"
-  mkdir -p "$RMQ_JAVA_ROOT"
-  if [[ ! -f "$BIND_SHIM" || "$JAVA_TOOLS/bind-loopback.c" -nt "$BIND_SHIM" ]]; then
-    cc -shared -fPIC -O2 -Wall -o "$BIND_SHIM.tmp.$$" "$JAVA_TOOLS/bind-loopback.c" -ldl
-    mv "$BIND_SHIM.tmp.$$" "$BIND_SHIM"
-  fi
+  build_shim
   local lib
   lib=$(java_lib "$RMQ_VERSION")
   if [[ ! -f "$lib/.complete" ]]; then
@@ -171,6 +184,21 @@ wait_ready() {
     sleep 0.1
   done
   return 1
+}
+
+be32() { printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($1 >> 24 & 255)) $(($1 >> 16 & 255)) $(($1 >> 8 & 255)) $(($1 & 255)); }
+
+# route_known PORT TOPIC: the name server on PORT answers GET_ROUTEINFO_BY_TOPIC (105) for TOPIC
+# with SUCCESS (one JSON-header remoting request over /dev/tcp).
+route_known() {
+  local hdr reply
+  hdr="{\"code\":105,\"language\":\"JAVA\",\"version\":401,\"opaque\":1,\"flag\":0,\"extFields\":{\"topic\":\"$2\"},\"serializeTypeCurrentRPC\":\"JSON\"}"
+  reply=$(
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf '%b%s' "$(be32 $((${#hdr} + 4)))$(be32 ${#hdr})" "$hdr" >&3
+    timeout 2 dd bs=4096 count=1 <&3 2>/dev/null | tr -d '\000'
+  ) 2>/dev/null
+  [[ "$reply" == *'{"code":0,'* ]]
 }
 
 log_lines() { [[ -f "$1" ]] && wc -l <"$1" || echo 0; }
@@ -324,7 +352,13 @@ java_run() {
   while [[ $# -gt 0 && "$1" != -- ]]; do jvm+=("$1"); shift; done
   [[ $# -gt 0 ]] && shift
   args=("$@")
-  jvm+=(-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k -Duser.home="$dir/home"
+  # Serial GC for both; C1 only for the name server (cheap start, idle afterwards), full tiered
+  # JIT for the broker (its timer flush loop costs ~33 % of a core idle as C1 code, ~10 % as C2).
+  local tuning="-XX:+UseSerialGC -Xss512k"
+  [[ "$role" == namesrv ]] && tuning+=" -XX:TieredStopAtLevel=1"
+  # shellcheck disable=SC2206
+  jvm+=(${RMQ_JAVA_TUNING-$tuning})
+  jvm+=(-Duser.home="$dir/home"
     -Djava.net.preferIPv4Stack=true
     --add-opens=java.base/java.nio=ALL-UNNAMED --add-opens=java.base/sun.nio.ch=ALL-UNNAMED
     --add-exports=java.base/sun.nio.ch=ALL-UNNAMED
@@ -393,6 +427,22 @@ start_broker() { # NAME
     tail -30 "$dir/logs/broker.log" >&2 || true
     die "broker '$name' did not start on 127.0.0.1:$BROKER_PORT"
   }
+  # Java: the boot line does not mean registered. 5.x registers only with name servers its
+  # client's availability scan has already seen, so a broker that boots before the first scan
+  # registers 10 s later (its periodic task). Ready = the name server routes the topic every
+  # broker registers under its own name.
+  local i
+  if [[ "$PAIR_SERVER" != rust ]]; then
+    for ((i = 0; i < 300; i++)); do
+      route_known "$NAMESRV_PORT" "broker-$name" && break
+      pid_alive "$PID" || break
+      sleep 0.1
+    done
+    route_known "$NAMESRV_PORT" "broker-$name" || {
+      tail -30 "$dir/logs/broker.log" >&2 || true
+      die "broker '$name' is not registered with its name server 127.0.0.1:$NAMESRV_PORT"
+    }
+  fi
   BROKER_SECS=$(secs_since "$t0")
   # Rust: give the first registration round trip a moment.
   [[ "$PAIR_SERVER" == rust ]] && sleep 0.5
@@ -469,6 +519,7 @@ cmd_start() {
   esac
   [[ "$np" =~ ^[0-9]+$ && "$bp" =~ ^[0-9]+$ ]] || die "ports must be numbers"
   installed || die "$RMQ_SERVER $RMQ_VERSION servers not installed; run: RMQ_SERVER=$RMQ_SERVER $0 install"
+  [[ "$RMQ_SERVER" == rust ]] || build_shim
 
   local dir
   dir=$(pair_dir "$name")
