@@ -1,6 +1,6 @@
-//! `accessProto: tcp` against the real Rust name server and broker, through the daemon's
-//! socket with the daprd-like client. Servers: `scripts/rocketmq-local.sh` (see
-//! `tests/common/rocketmq.rs`). Each test uses fresh topics and groups, so they run in
+//! `accessProto: tcp` against a real name server and broker, through the daemon's socket with
+//! the daprd-like client. Servers: `scripts/rocketmq-local.sh` (Apache RocketMQ 5.3.3 by default;
+//! `RMQ_SERVER=java4` 4.9.7, `rust` the Rust servers; see `tests/common/rocketmq.rs`). Each test uses fresh topics and groups, so they run in
 //! parallel on the shared pair. Every scenario prints a `SCENARIO` line with its numbers.
 
 mod common;

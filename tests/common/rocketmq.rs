@@ -5,6 +5,9 @@
 //! pair itself with the script (which needs the servers installed: `scripts/rocketmq-local.sh
 //! install`) and fails with a clear message if that is impossible. Tests that stop or kill a
 //! broker use a [`PrivatePair`] on free random ports, so they never disturb other tests.
+//! The script's `RMQ_SERVER` (java = Apache 5.3.3, the default; java4 = 4.9.7; rust) and
+//! `RMQ_STATE_DIR` reach it from the test's environment, so private pairs run the same server as
+//! the shared ones; [`server`] names it (`ROCKETMQ_SERVER` from the env file).
 
 #![allow(dead_code)]
 
