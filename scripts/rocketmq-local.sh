@@ -134,10 +134,15 @@ install_java() {
   if [[ ! -f "$lib/.complete" ]]; then
     log "fetching RocketMQ $RMQ_VERSION jars into $lib (Maven profile server-$RMQ_VERSION)"
     rm -rf "$lib"
-    mvn -q -B -f "$JAVA_TOOLS/pom.xml" -P "server-$RMQ_VERSION" dependency:copy-dependencies \
-      -DincludeScope=runtime -DoutputDirectory="$lib" >&2 ||
-      die "mvn could not fetch RocketMQ $RMQ_VERSION (is there a server-$RMQ_VERSION profile in tools/rocketmq-java/pom.xml?)"
-    ls "$lib"/rocketmq-broker-*.jar >/dev/null 2>&1 || die "no rocketmq-broker jar in $lib"
+    mvn -q -B -Dstyle.color=never -f "$JAVA_TOOLS/pom.xml" -P "server-$RMQ_VERSION" \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$lib" >&2 || {
+      rm -rf "$lib"
+      die "mvn could not fetch RocketMQ $RMQ_VERSION"
+    }
+    ls "$lib"/rocketmq-broker-*.jar >/dev/null 2>&1 || {
+      rm -rf "$lib"
+      die "no rocketmq-broker jar for $RMQ_VERSION (tools/rocketmq-java/pom.xml has no server-$RMQ_VERSION profile?)"
+    }
     touch "$lib/.complete"
   fi
 }
