@@ -85,6 +85,12 @@ pub enum DaemonError {
     /// Reflection descriptors could not be loaded.
     #[error("reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The socket file was removed or replaced while serving: daprd can no longer reach
+    /// this daemon, so it stops (non-zero) for its supervisor to start it again.
+    #[error(
+        "socket {0} was removed or replaced by another file; daprd cannot reach this daemon any more"
+    )]
+    SocketLost(PathBuf),
 }
 
 /// Where the socket lives and how it is created.
@@ -122,10 +128,23 @@ pub fn resolve_socket_folder(
     (PathBuf::from(DEFAULT_SOCKET_FOLDER), "default")
 }
 
-/// A bound listening socket; the file is removed when this is dropped.
+/// A bound listening socket; the file is removed when this is dropped, if it is still
+/// the one this daemon created (same device and inode: another daemon may have replaced it).
 pub struct BoundSocket {
     path: PathBuf,
     listener: Option<UnixListener>,
+    /// (device, inode) of the socket file as bound.
+    identity: (u64, u64),
+}
+
+/// How often a serving daemon checks that its socket file is still its own.
+const SOCKET_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 impl BoundSocket {
@@ -133,10 +152,19 @@ impl BoundSocket {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Whether the file at the path is still the socket this daemon bound.
+    pub fn still_ours(&self) -> bool {
+        file_identity(&self.path) == Some(self.identity)
+    }
 }
 
 impl Drop for BoundSocket {
     fn drop(&mut self) {
+        if !self.still_ours() {
+            tracing::warn!(socket = %self.path.display(), "socket file is not ours any more: left in place");
+            return;
+        }
         if std::fs::remove_file(&self.path).is_ok() {
             tracing::info!(socket = %self.path.display(), "socket removed");
         }
@@ -160,9 +188,11 @@ pub fn bind(opts: &SocketOptions) -> Result<BoundSocket, DaemonError> {
         std::fs::remove_file(&path).map_err(io("cannot remove stale socket", &path))?;
     }
     let listener = UnixListener::bind(&path).map_err(io("cannot bind socket", &path))?;
+    let identity = file_identity(&path).ok_or_else(|| DaemonError::SocketLost(path.clone()))?;
     let bound = BoundSocket {
         path: path.clone(),
         listener: Some(listener),
+        identity,
     };
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(opts.mode))
         .map_err(io("cannot set socket mode on", &path))?;
@@ -384,6 +414,16 @@ pub async fn serve(
     let mut server = tokio::spawn(server);
     tracing::info!(socket = %socket.path().display(), "serving Dapr InputBinding and OutputBinding");
 
+    let lost = async {
+        let mut tick = tokio::time::interval(SOCKET_CHECK_INTERVAL);
+        loop {
+            tick.tick().await;
+            if !socket.still_ours() {
+                break;
+            }
+        }
+    };
+    let mut outcome = Ok(());
     tokio::select! {
         r = &mut server => {
             let r = r.expect("server task panicked");
@@ -391,6 +431,11 @@ pub async fn serve(
             return r.map_err(DaemonError::from);
         }
         _ = shutdown => {}
+        _ = lost => {
+            let e = DaemonError::SocketLost(socket.path().to_path_buf());
+            tracing::error!(error = %e, "stopping");
+            outcome = Err(e);
+        }
     }
 
     tracing::info!(timeout = ?opts.shutdown_timeout, "shutting down: draining in-flight deliveries");
@@ -428,20 +473,24 @@ pub async fn serve(
     }
     drop(socket);
     tracing::info!("shutdown complete");
-    Ok(())
+    outcome
 }
 
-/// Installs SIGTERM and SIGINT handlers now (before the socket is bound, so a signal
+/// Installs SIGTERM, SIGINT and SIGHUP handlers now (before the socket is bound, so a signal
 /// sent as soon as the socket answers is never lost) and returns a future that resolves
 /// on the first of them.
 pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // A closed terminal or a supervisor's hangup stops the daemon like SIGTERM, cleanly,
+    // instead of the default action (exit 129 with the socket file left behind).
+    let mut hup = signal(SignalKind::hangup())?;
     Ok(async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received"),
             _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = hup.recv() => tracing::info!("SIGHUP received"),
         }
     })
 }

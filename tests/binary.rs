@@ -328,3 +328,46 @@ async fn secrets_never_reach_logs_or_errors_even_at_trace_level() {
     assert!(!log.contains(secret), "secret key in logs");
     assert!(!log.contains(token), "security token in logs");
 }
+
+#[test]
+fn sighup_stops_cleanly_like_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command();
+    cmd.arg("--socket-folder").arg(dir.path());
+    let path = sock(dir.path());
+    let mut d = Daemon::spawn(cmd, path.clone());
+    d.signal(libc::SIGHUP);
+    let code = wait_timeout(&mut d.child, Duration::from_secs(30));
+    assert_eq!(code, 0, "SIGHUP must not kill the daemon with 129");
+    assert!(!path.exists(), "socket file left behind after SIGHUP");
+}
+
+/// Daemon A's socket file is deleted and daemon B binds the same path: A notices it lost
+/// its socket and exits non-zero (its supervisor restarts it), and leaves B's file alone.
+#[test]
+fn a_lost_socket_is_noticed_and_another_daemons_socket_is_never_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sock(dir.path());
+    let mut cmd = command();
+    cmd.arg("--socket-folder").arg(dir.path());
+    let mut a = Daemon::spawn(cmd, path.clone());
+    std::fs::remove_file(&path).unwrap();
+    let mut cmd = command();
+    cmd.arg("--socket-folder").arg(dir.path());
+    let b = Daemon::spawn(cmd, path.clone());
+    let code = wait_timeout(&mut a.child, Duration::from_secs(15));
+    let log = std::mem::replace(&mut a.log, std::thread::spawn(String::new))
+        .join()
+        .unwrap();
+    assert_ne!(code, 0, "{log}");
+    assert!(log.contains("was removed or replaced"), "{log}");
+    assert!(log.contains("not ours any more"), "{log}");
+    assert!(path.exists(), "A removed B's socket");
+    assert!(
+        std::os::unix::net::UnixStream::connect(&path).is_ok(),
+        "B unreachable"
+    );
+    let (code, _) = b.terminate();
+    assert_eq!(code, 0);
+    assert!(!path.exists());
+}

@@ -642,7 +642,75 @@ pub enum XmlError {
     BadNumber(&'static str),
 }
 
+/// The deepest element nesting accepted in an API body. The API's documents are four
+/// levels deep; the XML parser recurses per level, so an unbounded depth would let a peer
+/// overflow the stack of the thread that parses it.
+pub const MAX_XML_DEPTH: usize = 32;
+
+/// The element nesting depth of `xml`, counted without parsing (tags, ignoring comments,
+/// processing instructions, declarations, CDATA and `>` inside quoted attribute values);
+/// stops counting once it passes `limit`.
+fn nesting_depth(xml: &str, limit: usize) -> usize {
+    let b = xml.as_bytes();
+    let (mut i, mut depth, mut max) = (0usize, 0usize, 0usize);
+    while let Some(off) = b[i..].iter().position(|&c| c == b'<') {
+        i += off + 1;
+        let rest = &b[i..];
+        let skip_to = |pat: &[u8]| {
+            rest.windows(pat.len())
+                .position(|w| w == pat)
+                .map(|p| p + pat.len())
+        };
+        let skipped = if rest.starts_with(b"!--") {
+            skip_to(b"-->")
+        } else if rest.starts_with(b"![CDATA[") {
+            skip_to(b"]]>")
+        } else if rest.starts_with(b"?") || rest.starts_with(b"!") {
+            skip_to(b">")
+        } else if rest.starts_with(b"/") {
+            depth = depth.saturating_sub(1);
+            skip_to(b">")
+        } else {
+            // A start tag: find its end outside quotes; `/>` closes it at once.
+            let mut quote = None;
+            let mut end = None;
+            for (k, &c) in rest.iter().enumerate() {
+                match (quote, c) {
+                    (Some(q), c) if c == q => quote = None,
+                    (Some(_), _) => {}
+                    (None, b'"' | b'\'') => quote = Some(c),
+                    (None, b'>') => {
+                        end = Some(k);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(k) = end
+                && !(k > 0 && rest[k - 1] == b'/')
+            {
+                depth += 1;
+                max = max.max(depth);
+                if max > limit {
+                    return max;
+                }
+            }
+            end.map(|k| k + 1)
+        };
+        match skipped {
+            Some(n) => i += n,
+            None => break,
+        }
+    }
+    max
+}
+
 fn parse(xml: &str) -> Result<roxmltree::Document<'_>, XmlError> {
+    if nesting_depth(xml, MAX_XML_DEPTH) > MAX_XML_DEPTH {
+        return Err(XmlError::Malformed(format!(
+            "elements nested deeper than {MAX_XML_DEPTH} levels"
+        )));
+    }
     let opts = roxmltree::ParsingOptions {
         allow_dtd: false,
         ..roxmltree::ParsingOptions::default()
@@ -682,6 +750,45 @@ fn child_text(node: roxmltree::Node<'_, '_>, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn nested(depth: usize, root: &str) -> String {
+        let mut x = format!("<{root}>");
+        x.push_str(&"<a>".repeat(depth));
+        x.push_str(&"</a>".repeat(depth));
+        x.push_str(&format!("</{root}>"));
+        x
+    }
+
+    /// A peer's deeply nested XML is refused, not parsed (the parser's recursion used to
+    /// overflow the stack at ~5,000 levels and abort the whole daemon or emulator).
+    #[test]
+    fn deeply_nested_xml_is_refused_without_recursing() {
+        for depth in [100_000, 5_000, MAX_XML_DEPTH] {
+            let x = nested(depth, "Messages");
+            let e = messages_from_xml(&x).unwrap_err();
+            assert!(e.to_string().contains("nested deeper than 32"), "{e}");
+            assert!(PublishMessage::from_xml(&nested(depth, "Message")).is_err());
+            assert_eq!(root_name(&x), None);
+        }
+        // Just inside the limit still parses (root + 31 levels).
+        assert_eq!(
+            root_name(&nested(MAX_XML_DEPTH - 1, "Messages")).as_deref(),
+            Some("Messages")
+        );
+    }
+
+    #[test]
+    fn nesting_depth_skips_what_is_not_an_element() {
+        let x = r#"<?xml version="1.0"?><!-- <x><y> --><R a="<b>" b='>'><![CDATA[<c><d>]]><e/><f></f></R>"#;
+        assert_eq!(nesting_depth(x, 64), 2);
+        assert_eq!(nesting_depth("<a><b><c/></b></a>", 64), 2);
+        assert_eq!(nesting_depth("<a", 64), 0);
+        assert_eq!(
+            nesting_depth(&"<a>".repeat(1000), 10),
+            11,
+            "stops counting past the limit"
+        );
+    }
 
     #[test]
     fn worked_example_from_the_spec() {
