@@ -465,6 +465,51 @@ pub fn valid_topic(t: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-'))
 }
 
+/// Why a topic may not be sent to by a request, if it is one the broker keeps for itself:
+/// retry and dead-letter queues of consumer groups, the auto-create template, the timer,
+/// transaction and trace topics. (A Component may still subscribe to them, e.g. to read a
+/// dead-letter queue.)
+pub fn reserved_topic(t: &str) -> Option<&'static str> {
+    const PREFIXES: [(&str, &str); 5] = [
+        ("%RETRY%", "a consumer group's retry topic"),
+        ("%DLQ%", "a consumer group's dead-letter topic"),
+        ("%SYS%", "a broker system topic"),
+        ("rmq_sys_", "a broker system topic"),
+        ("RMQ_SYS_", "a broker system topic"),
+    ];
+    const NAMES: [&str; 6] = [
+        "TBW102",
+        "SCHEDULE_TOPIC_XXXX",
+        "TRANS_CHECK_MAX_TIME_TOPIC",
+        "SELF_TEST_TOPIC",
+        "OFFSET_MOVED_EVENT",
+        "BenchmarkTest",
+    ];
+    for (p, why) in PREFIXES {
+        if t.len() >= p.len() && t[..p.len()].eq_ignore_ascii_case(p) {
+            return Some(why);
+        }
+    }
+    NAMES
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(t))
+        .then_some("a broker system topic")
+}
+
+/// Checks a topic a request asks to send to: a valid name and not reserved by the broker.
+/// The error text names the value and the rule; `key` is the metadata key it came from.
+pub fn check_send_topic(t: &str) -> Result<(), String> {
+    if !valid_topic(t) {
+        return Err(format!(
+            "{t:?} is not a topic name (letters, digits, '%', '-', '_', '|'; at most 127 characters)"
+        ));
+    }
+    if let Some(why) = reserved_topic(t) {
+        return Err(format!("{t:?} is {why}; sending to it is refused"));
+    }
+    Ok(())
+}
+
 fn valid_group(g: &str) -> bool {
     g.len() <= 255
         && g.chars()
@@ -857,6 +902,41 @@ fn decode_back_off(p: &Props<'_>) -> Result<BackOff, MetadataError> {
         b.max_retries = parse_int("backOffMaxRetries", v, -1, i64::from(i32::MAX))?;
     }
     Ok(b)
+}
+
+#[cfg(test)]
+mod reserved_topic_tests {
+    use super::*;
+
+    #[test]
+    fn broker_topics_are_refused_for_sends_and_named() {
+        for t in [
+            "%RETRY%orders-app",
+            "%DLQ%orders-app",
+            "%retry%x",
+            "TBW102",
+            "tbw102",
+            "rmq_sys_wheel_timer",
+            "RMQ_SYS_TRANS_HALF_TOPIC",
+            "SCHEDULE_TOPIC_XXXX",
+        ] {
+            let e = check_send_topic(t).unwrap_err();
+            assert!(e.contains(t) && e.contains("refused"), "{t}: {e}");
+        }
+        assert!(
+            check_send_topic("%DLQ%g")
+                .unwrap_err()
+                .contains("dead-letter")
+        );
+        for t in ["orders", "MQ_INST_x%orders", "a|b", "RETRY"] {
+            assert_eq!(check_send_topic(t), Ok(()), "{t}");
+        }
+        assert!(
+            check_send_topic("has space")
+                .unwrap_err()
+                .contains("not a topic name")
+        );
+    }
 }
 
 #[cfg(test)]

@@ -108,6 +108,15 @@ def test_errors_reach_the_app_with_the_problem_named(ws, transport):
         assert r.status == 500
         assert "rocketmq-delaylevel" in r.json()["message"]
 
+    # The broker's own topics are refused on both transports: no caller writes into another
+    # group's retry or dead-letter queue.
+    for topic in ("%DLQ%" + transport.group, "%RETRY%" + transport.group, "TBW102",
+                  "rmq_sys_wheel_timer"):
+        r = daprd.invoke(name, "x", {"rocketmq-topic": topic})
+        assert r.status == 500, (topic, r.body)
+        msg = r.json()["message"]
+        assert "InvalidArgument" in msg and "rocketmq-topic" in msg and topic in msg, msg
+
     r = daprd.invoke(name, "x", {}, operation="delete")
     assert r.status == 500 or r.status == 400, r
     assert "delete" in r.json()["message"]

@@ -364,14 +364,6 @@ fn invalid(key: &str, reason: impl Into<String>) -> TransportError {
     }
 }
 
-/// Topic names usable in the request path without escaping.
-fn valid_topic(t: &str) -> bool {
-    !t.is_empty()
-        && t.len() <= 127
-        && t.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | '-' | '_' | '|'))
-}
-
 fn target_topics(
     md: &HashMap<String, String>,
     settings: &Settings,
@@ -381,11 +373,10 @@ fn target_topics(
         .map(|t| t.trim())
         .filter(|t| !t.is_empty())
     {
-        Some(t) if valid_topic(t) => Ok(vec![t.to_string()]),
-        Some(t) => Err(invalid(
-            keys::TOPIC,
-            format!("{t:?} is not a topic name (letters, digits, '%', '-', '_', '|', at most 127)"),
-        )),
+        // Valid names are also safe in the request path without escaping.
+        Some(t) => crate::metadata::check_send_topic(t)
+            .map(|()| vec![t.to_string()])
+            .map_err(|e| invalid(keys::TOPIC, e)),
         None if settings.topics.is_empty() => Err(invalid(
             keys::TOPIC,
             "no topic: set this key or configure `topics` on the component",

@@ -26,9 +26,6 @@ pub const RECEIPT_BROKER_NAME: &str = "rocketmq-broker-name";
 /// Receipt key: send status (`SEND_OK`, …).
 pub const RECEIPT_SEND_STATUS: &str = "rocketmq-send-status";
 
-/// Longest topic name RocketMQ accepts.
-const MAX_TOPIC_LEN: usize = 127;
-
 /// One message to send.
 pub struct PlannedSend {
     pub topic: String,
@@ -108,13 +105,6 @@ fn has_control(s: &str) -> bool {
     s.chars().any(char::is_control)
 }
 
-fn valid_topic(t: &str) -> bool {
-    !t.is_empty()
-        && t.len() <= MAX_TOPIC_LEN
-        && t.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | '-' | '_' | '|'))
-}
-
 /// Whether RocketMQ reserves a property name.
 pub fn is_system_property(name: &str) -> bool {
     STRING_HASH_SET.contains(name)
@@ -156,14 +146,7 @@ pub fn plan(
     // Targets: (topic, default tag from a single-tag `topics` entry).
     let targets: Vec<(String, Option<String>)> = match get(keys::TOPIC) {
         Some(t) => {
-            if !valid_topic(t) {
-                return Err(invalid(
-                    keys::TOPIC,
-                    format!(
-                        "{t:?} is not a topic name (letters, digits, '%', '-', '_', '|'; at most {MAX_TOPIC_LEN})"
-                    ),
-                ));
-            }
+            crate::metadata::check_send_topic(t).map_err(|e| invalid(keys::TOPIC, e))?;
             let tag = settings
                 .topics
                 .iter()
