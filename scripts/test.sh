@@ -39,5 +39,8 @@ cargo test --locked "$@"
 echo "== under the real daprd (scripts/dapr-e2e.sh)"
 scripts/dapr-e2e.sh
 
+echo "== demo through the real daprd (scripts/demo.sh --dapr)"
+scripts/demo.sh --dapr
+
 echo "== benchmark smoke (scripts/bench.sh --smoke: seconds-long, keeps the benchmark working)"
 scripts/bench.sh --smoke
