@@ -217,6 +217,9 @@ fn sha_short(b: &[u8]) -> String {
     format!("{h:016x}")
 }
 
+/// W3C trace context as daprd passes it (a user property of that name on the wire).
+const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
 // --- the daemon side ----------------------------------------------------------------------------
 
 async fn daemon() -> (TestDaemon, Daprd) {
@@ -287,6 +290,8 @@ async fn java_producer_to_daemon_read_stream() {
             "city=Zürich",
             "--prop",
             "spaced=a b",
+            "--prop",
+            &format!("traceparent={TRACEPARENT}"),
             "--sizes",
             sizes,
         ],
@@ -344,6 +349,7 @@ async fn java_producer_to_daemon_read_stream() {
         assert_eq!(md["rocketmq-property-color"], "blue");
         assert_eq!(md["rocketmq-property-city"], "Z%C3%BCrich");
         assert_eq!(md["rocketmq-property-spaced"], "a b");
+        assert_eq!(md["traceparent"], TRACEPARENT, "a Java app's trace context");
         assert_eq!(md["rocketmq-property-idx"], e["idx"].to_string());
         assert_eq!(md["rocketmq-reconsume-times"], "0");
         assert_eq!(md["rocketmq-consumer-group"], group);
@@ -396,6 +402,7 @@ async fn daemon_output_to_java_push_consumers_by_tag_and_sql() {
                     ("rocketmq-key", "k1,k2"),
                     ("rocketmq-property-color", color),
                     ("rocketmq-property-n", n),
+                    ("traceparent", TRACEPARENT),
                 ],
             )
             .await
@@ -516,6 +523,7 @@ async fn daemon_output_to_java_push_consumers_by_tag_and_sql() {
             let want_props: BTreeMap<String, String> = [
                 ("color".to_string(), color.to_string()),
                 ("n".to_string(), n.to_string()),
+                ("traceparent".to_string(), TRACEPARENT.to_string()),
             ]
             .into();
             assert_eq!(
