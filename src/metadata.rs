@@ -209,6 +209,10 @@ pub struct Settings {
     pub from_where: FromWhere,
     /// `consumeOrderly`: one message in flight per queue.
     pub consume_orderly: bool,
+    /// `rocketmq-sub-type: sql92` with `rocketmq-sub-expression` (tcp input): an SQL92
+    /// filter on message properties for every topic, evaluated by the broker (Dapr's
+    /// `pubsub.rocketmq` subscription metadata names).
+    pub sql_filter: Option<String>,
     /// `maxReconsumeTimes`: redeliveries before the message goes to `%DLQ%<group>`.
     pub max_reconsume_times: u32,
     /// `maxInFlight`: unacknowledged deliveries per Read stream.
@@ -241,6 +245,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "fromWhere",
     "consumeTimestamp",
     "consumeOrderly",
+    "rocketmq-sub-type",
+    "rocketmq-sub-expression",
     "maxReconsumeTimes",
     "maxInFlight",
     "backOffPolicy",
@@ -754,6 +760,7 @@ impl Settings {
             Some(v) => parse_bool("consumeOrderly", v)?,
             None => false,
         };
+        let sql_filter = decode_sql_filter(&p, access_proto, &topics)?;
         let max_reconsume_times = match p.get("maxReconsumeTimes") {
             // -1 is RocketMQ's "default" (16).
             Some(v) => match parse_int("maxReconsumeTimes", v, -1, 1000)? {
@@ -797,6 +804,7 @@ impl Settings {
             consumer_model,
             from_where,
             consume_orderly,
+            sql_filter,
             max_reconsume_times,
             max_in_flight,
             back_off,
@@ -850,6 +858,11 @@ impl Settings {
                 FromWhere::Timestamp(_) => "ConsumeFromTimestamp",
             }),
             "consumeOrderly" => self.consume_orderly.to_string(),
+            "rocketmq-sub-type" => q(if self.sql_filter.is_some() {
+                "sql92"
+            } else {
+                "tag"
+            }),
             "maxReconsumeTimes" => self.max_reconsume_times.to_string(),
             "maxInFlight" => self.max_in_flight.to_string(),
             "backOffPolicy" => q(&self.back_off.policy),
@@ -863,6 +876,51 @@ impl Settings {
             _ => return None,
         })
     }
+}
+
+/// `rocketmq-sub-type` (`tag`, the default: the tags in `topics`; or `sql92`) and
+/// `rocketmq-sub-expression` (the SQL92 expression, for every topic).
+fn decode_sql_filter(
+    p: &Props<'_>,
+    access_proto: AccessProto,
+    topics: &[Subscription],
+) -> Result<Option<String>, MetadataError> {
+    let ty = p.get("rocketmq-sub-type").map(str::trim).unwrap_or("tag");
+    let expr = p.get("rocketmq-sub-expression").map(str::trim);
+    if ty.eq_ignore_ascii_case("tag") {
+        if let Some(e) = expr.filter(|e| !e.is_empty()) {
+            return Err(invalid(
+                "rocketmq-sub-expression",
+                e,
+                "only with rocketmq-sub-type sql92 (tag filters go into topics: `topic||tagA||tagB`)",
+            ));
+        }
+        return Ok(None);
+    }
+    if !ty.eq_ignore_ascii_case("sql92") {
+        return Err(invalid("rocketmq-sub-type", ty, "tag (default) or sql92"));
+    }
+    if access_proto == AccessProto::Http {
+        return Err(invalid(
+            "rocketmq-sub-type",
+            ty,
+            "tag with accessProto http (the Aliyun MQ HTTP API has no SQL92 filter)",
+        ));
+    }
+    let Some(e) = expr.filter(|e| !e.is_empty()) else {
+        return Err(MetadataError::Missing {
+            key: "rocketmq-sub-expression",
+            why: "with rocketmq-sub-type sql92 (e.g. `region = 'eu' AND amount > 100`)".into(),
+        });
+    };
+    if let Some(t) = topics.iter().find(|t| t.expression != "*") {
+        return Err(invalid(
+            "topics",
+            &format!("{}||{}", t.topic, t.expression),
+            "topics without tags when rocketmq-sub-type is sql92 (filter on TAGS in the expression)",
+        ));
+    }
+    Ok(Some(e.to_string()))
 }
 
 fn decode_back_off(p: &Props<'_>) -> Result<BackOff, MetadataError> {
@@ -902,6 +960,72 @@ fn decode_back_off(p: &Props<'_>) -> Result<BackOff, MetadataError> {
         b.max_retries = parse_int("backOffMaxRetries", v, -1, i64::from(i32::MAX))?;
     }
     Ok(b)
+}
+
+#[cfg(test)]
+mod sql_filter_tests {
+    use super::*;
+
+    fn decode(kv: &[(&str, &str)]) -> Result<Settings, MetadataError> {
+        let mut m: HashMap<String, String> = kv
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        m.entry("topics".into()).or_insert_with(|| "t".into());
+        Settings::decode(&m, Role::Input)
+    }
+
+    #[test]
+    fn sql92_needs_an_expression_tcp_and_untagged_topics() {
+        let tcp = [("nameServer", "h:1")];
+        let ok = decode(&[
+            tcp[0],
+            ("rocketmq-sub-type", "SQL92"),
+            ("rocketmq-sub-expression", " a > 1 "),
+        ])
+        .unwrap();
+        assert_eq!(ok.sql_filter.as_deref(), Some("a > 1"));
+        assert_eq!(decode(&[tcp[0]]).unwrap().sql_filter, None);
+        let e = decode(&[tcp[0], ("rocketmq-sub-type", "sql92")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rocketmq-sub-expression"), "{e}");
+        let e = decode(&[
+            tcp[0],
+            ("rocketmq-sub-type", "sql"),
+            ("rocketmq-sub-expression", "a>1"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("rocketmq-sub-type") && e.contains("sql92"),
+            "{e}"
+        );
+        let e = decode(&[tcp[0], ("rocketmq-sub-expression", "a > 1")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only with rocketmq-sub-type sql92"), "{e}");
+        let e = decode(&[
+            tcp[0],
+            ("topics", "t||TagA"),
+            ("rocketmq-sub-type", "sql92"),
+            ("rocketmq-sub-expression", "a > 1"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("topics without tags"), "{e}");
+        let e = decode(&[
+            ("accessProto", "http"),
+            ("endpoint", "http://h.example:80"),
+            ("accessKey", "a"),
+            ("secretKey", "b"),
+            ("rocketmq-sub-type", "sql92"),
+            ("rocketmq-sub-expression", "a > 1"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no SQL92 filter"), "{e}");
+    }
 }
 
 #[cfg(test)]

@@ -261,6 +261,112 @@ async fn tag_filtering_with_spaced_or_lists() {
     assert_eq!(seen.duplicates(), 0);
 }
 
+/// `rocketmq-sub-type: sql92`: the broker filters on message properties (and TAGS); an
+/// invalid expression fails the Read with a status, not a silent empty stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sql92_subscriptions_filter_on_properties() {
+    let (_d, daprd) = daemon().await;
+    let topic = unique("sql");
+    daprd.init_output("out", output_props(&[])).await.unwrap();
+    let t = Instant::now();
+    let mut want = HashSet::new();
+    for (region, amount, tag) in [
+        ("eu", "150", "A"),
+        ("eu", "50", "A"),
+        ("us", "500", "A"),
+        ("eu", "300", "B"),
+    ] {
+        let ids = send_n(
+            &daprd,
+            "out",
+            10,
+            |i| format!("{region}-{amount}-{i}").into_bytes(),
+            &[
+                ("rocketmq-topic", &topic),
+                ("rocketmq-tag", tag),
+                ("rocketmq-property-region", region),
+                ("rocketmq-property-amount", amount),
+            ],
+        )
+        .await;
+        if region == "eu" && amount != "50" && tag == "A" {
+            want.extend(ids);
+        }
+    }
+    daprd
+        .init_input(
+            "in",
+            input_props(
+                &topic,
+                &unique("g"),
+                &[
+                    ("rocketmq-sub-type", "sql92"),
+                    (
+                        "rocketmq-sub-expression",
+                        "region = 'eu' AND amount > 100 AND TAGS = 'A'",
+                    ),
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+    let mut rs = daprd.read("in").await.unwrap();
+    let mut seen = read_acking(
+        &mut rs,
+        10,
+        Duration::from_secs(60),
+        Duration::from_secs(20),
+    )
+    .await;
+    let extra = drain(&mut rs, Duration::from_secs(4)).await;
+    seen.ids.extend(extra.ids);
+    seen.msgs.extend(extra.msgs);
+    let got: HashSet<_> = seen.ids.iter().cloned().collect();
+    let lost = want.difference(&got).count();
+    let unwanted = got.difference(&want).count();
+    report(
+        "sql92-filter",
+        40,
+        seen.ids.len(),
+        lost,
+        seen.duplicates(),
+        t.elapsed(),
+    );
+    println!("  delivered outside the filter: {unwanted} (expected 0)");
+    assert_eq!((lost, unwanted, seen.duplicates()), (0, 0, 0));
+
+    // An expression the broker cannot compile: the Read fails and says so.
+    daprd
+        .init_input(
+            "bad",
+            input_props(
+                &topic,
+                &unique("g"),
+                &[
+                    ("rocketmq-sub-type", "sql92"),
+                    ("rocketmq-sub-expression", "region = = 'eu'"),
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(30), async {
+        match daprd.read("bad").await {
+            Err(e) => Err(e),
+            Ok(mut rs) => match rs.next_within(Duration::from_secs(10)).await {
+                Some(m) => Ok(Some(m)),
+                None => Ok(None),
+            },
+        }
+    })
+    .await
+    .expect("Read neither failed nor delivered within 30 s");
+    match r {
+        Err(e) => println!("  invalid expression: {:?} {}", e.code(), e.message()),
+        Ok(m) => panic!("an invalid SQL92 expression was accepted (delivered: {m:?})"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sharding_keys_keep_order_with_consume_orderly() {
     let (_d, daprd) = daemon().await;

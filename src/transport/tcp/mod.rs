@@ -81,7 +81,7 @@ use std::{
 
 use async_trait::async_trait;
 use rocketmq_client_rust::DefaultMQPushConsumer;
-use rocketmq_client_rust::{ClientConfig, DefaultMQProducer, MQPushConsumer};
+use rocketmq_client_rust::{ClientConfig, DefaultMQProducer, MQPushConsumer, MessageSelector};
 use tokio::sync::{Mutex, RwLock, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -373,11 +373,21 @@ impl Transport for TcpTransport {
             Some(compat::hook(acl::hook(&self.settings))),
         );
         for sub in &self.settings.topics {
-            let expr = input::normalize_expression(&sub.expression);
-            consumer
-                .subscribe(sub.topic.clone(), expr)
-                .await
-                .map_err(|e| errors::map(&e, &addrs.join(";"), Some(&sub.topic), false))?;
+            let subscribed = match &self.settings.sql_filter {
+                Some(sql) => {
+                    consumer
+                        .subscribe_with_selector(
+                            sub.topic.as_str(),
+                            Some(MessageSelector::by_sql(sql.as_str())),
+                        )
+                        .await
+                }
+                None => {
+                    let expr = input::normalize_expression(&sub.expression);
+                    consumer.subscribe(sub.topic.clone(), expr).await
+                }
+            };
+            subscribed.map_err(|e| errors::map(&e, &addrs.join(";"), Some(&sub.topic), false))?;
         }
         if self.settings.consume_orderly {
             consumer.register_message_listener_orderly(input::OrderlyListener(shared));
