@@ -36,6 +36,9 @@ scripts/http-sdk-fidelity.sh
 echo "== cargo test"
 cargo test --locked "$@"
 
+echo "== Apache RocketMQ 4.9.7 compatibility subset (tcp_transport against the 4.x Java servers)"
+scripts/rocketmq-4x-subset.sh
+
 echo "== under the real daprd (scripts/dapr-e2e.sh)"
 scripts/dapr-e2e.sh
 
