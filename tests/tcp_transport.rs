@@ -15,7 +15,8 @@ use std::{
 
 use common::{Daprd, TestDaemon, props};
 use rocketmq::{
-    acl, drain, namesrv, read_acking, report, send_n, server, server_has_timers, unique,
+    acl, drain, namesrv, read_acking, read_then_quiet, report, send_n, server, server_has_timers,
+    unique,
 };
 use rocketmq_binding::transport::DefaultConnector;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -230,16 +231,14 @@ async fn tag_filtering_with_spaced_or_lists() {
         .await
         .unwrap();
     let mut rs = daprd.read("in").await.unwrap();
-    let mut seen = read_acking(
+    let seen = read_then_quiet(
         &mut rs,
         60,
         Duration::from_secs(60),
         Duration::from_secs(20),
+        Duration::from_secs(4),
     )
     .await;
-    let extra = drain(&mut rs, Duration::from_secs(4)).await;
-    seen.ids.extend(extra.ids);
-    seen.msgs.extend(extra.msgs);
     let tag_c = seen
         .msgs
         .iter()
@@ -311,16 +310,14 @@ async fn sql92_subscriptions_filter_on_properties() {
         .await
         .unwrap();
     let mut rs = daprd.read("in").await.unwrap();
-    let mut seen = read_acking(
+    let seen = read_then_quiet(
         &mut rs,
         10,
         Duration::from_secs(60),
         Duration::from_secs(20),
+        Duration::from_secs(4),
     )
     .await;
-    let extra = drain(&mut rs, Duration::from_secs(4)).await;
-    seen.ids.extend(extra.ids);
-    seen.msgs.extend(extra.msgs);
     let got: HashSet<_> = seen.ids.iter().cloned().collect();
     let lost = want.difference(&got).count();
     let unwanted = got.difference(&want).count();

@@ -283,6 +283,22 @@ pub async fn read_acking(
     seen
 }
 
+/// [`read_acking`], then [`drain`] for `quiet`: everything that arrived, including what
+/// should not have.
+pub async fn read_then_quiet(
+    rs: &mut ReadStream,
+    want: usize,
+    limit: Duration,
+    idle: Duration,
+    quiet: Duration,
+) -> Seen {
+    let mut seen = read_acking(rs, want, limit, idle).await;
+    let extra = drain(rs, quiet).await;
+    seen.ids.extend(extra.ids);
+    seen.msgs.extend(extra.msgs);
+    seen
+}
+
 /// Keeps reading for `quiet` and returns anything that still arrived (acked).
 pub async fn drain(rs: &mut ReadStream, quiet: Duration) -> Seen {
     let mut seen = Seen::default();
