@@ -450,7 +450,8 @@ async fn read_fails_clearly_when_the_consumer_cannot_start() {
 }
 
 /// daprd closes a Component's output connection when it removes the Component (hot reload):
-/// the producer closes with it, unless a newer Init (on another connection) replaced it.
+/// the producer closes with it, unless a newer Init (on another connection) replaced it; a
+/// later call of that name (daprd reconnecting after idling) opens it again.
 #[tokio::test]
 async fn output_closes_with_its_connection_unless_re_initialised() {
     let broker = MemoryConnector::new();
@@ -472,8 +473,6 @@ async fn output_closes_with_its_connection_unless_re_initialised() {
     assert_eq!(closes("gone"), 0, "closed while its connection is open");
     drop(c1);
     wait_for(|| closes("gone") == 1).await;
-    let e = c2.invoke("gone", "create", b"x", &[]).await.unwrap_err();
-    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
     c2.invoke("kept", "create", b"still here", &[])
         .await
         .unwrap();
@@ -482,6 +481,24 @@ async fn output_closes_with_its_connection_unless_re_initialised() {
         1,
         "the current instance was closed with the old connection"
     );
+    // daprd's client also closes a connection after 30 idle minutes and dials again for the
+    // next call: the producer opens again with the settings of the last Init.
+    let opens = |name: &str| {
+        broker
+            .state()
+            .opens
+            .iter()
+            .filter(|(n, r)| n == name && *r == Role::Output)
+            .count()
+    };
+    assert_eq!(opens("gone"), 1);
+    c2.invoke("gone", "create", b"after reconnect", &[])
+        .await
+        .unwrap();
+    assert_eq!(opens("gone"), 2, "no producer opened again");
+    // Never initialised at all: still FAILED_PRECONDITION.
+    let e = c2.invoke("never", "create", b"x", &[]).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
 }
 
 /// daprd cancels the Read stream of a removed Component but keeps its connection: the

@@ -11,7 +11,10 @@
 //! daprd runs); it only closes what it used. So clients follow what daprd still holds:
 //! - an output instance belongs to the socket connection that sent its Init (daprd dials one
 //!   per Component and direction, and closes it when the Component goes away): when that
-//!   connection closes, the producer closes, unless a newer Init replaced the instance;
+//!   connection closes, the producer closes, unless a newer Init replaced the instance. Its
+//!   settings are kept: daprd's gRPC client also closes a connection that was idle for 30
+//!   minutes and dials again for the next call, so an Invoke of that name on any connection
+//!   opens a producer again with the same settings;
 //! - an input instance whose last Read stream ended closes its consumer after the idle
 //!   timeout (daprd cancels the stream of a removed Component but keeps its connection). It
 //!   stays known: the next Read of that name starts a consumer again with the same settings,
@@ -242,6 +245,8 @@ pub struct Instances {
     /// Settings of input instances whose consumer was closed for want of a Read stream;
     /// locked before `inputs` whenever both are.
     dormant: std::sync::Mutex<HashMap<String, Arc<Settings>>>,
+    /// Settings of output instances whose connection closed; locked before `outputs`.
+    dormant_outputs: std::sync::Mutex<HashMap<String, Arc<Settings>>>,
     /// How long an input keeps its consumer without a Read stream.
     input_idle: Duration,
 }
@@ -255,6 +260,7 @@ impl Instances {
             inputs: Registry::default(),
             outputs: Registry::default(),
             dormant: std::sync::Mutex::new(HashMap::new()),
+            dormant_outputs: std::sync::Mutex::new(HashMap::new()),
             input_idle,
         }
     }
@@ -345,7 +351,12 @@ impl Instances {
             owner,
             metrics,
         });
-        if let Some(old) = self.outputs.replace(name, inst) {
+        let replaced = {
+            let mut dormant = self.dormant_outputs.lock().expect("dormant lock");
+            dormant.remove(name);
+            self.outputs.replace(name, inst)
+        };
+        if let Some(old) = replaced {
             tracing::info!(
                 instance = name,
                 "re-initialised: closing the previous producer"
@@ -441,11 +452,59 @@ impl Instances {
     /// daprd closed connection `id`: output instances it initialised close their producers
     /// (daprd closes a Component's output connection when it removes the Component).
     pub async fn connection_closed(&self, id: ConnId) {
-        let gone = self.outputs.remove_where(|o| o.owner == Some(id));
+        let gone = {
+            let mut dormant = self.dormant_outputs.lock().expect("dormant lock");
+            let gone = self.outputs.remove_where(|o| o.owner == Some(id));
+            for (name, o) in &gone {
+                dormant.insert(name.clone(), o.common.settings.clone());
+            }
+            gone
+        };
         for (name, o) in gone {
             tracing::info!(instance = %name, "daprd closed the output connection: producer closed");
             o.common.close().await;
         }
+    }
+
+    /// The output instance `name` for a call on connection `conn`: one whose connection
+    /// closed (daprd reconnected after idling) gets a producer again with its settings.
+    pub fn output_for_call(
+        &self,
+        name: &str,
+        conn: Option<ConnId>,
+    ) -> Result<Arc<OutputInstance>, Error> {
+        if let Some(o) = self.outputs.get(name) {
+            return Ok(o);
+        }
+        let mut dormant = self.dormant_outputs.lock().expect("dormant lock");
+        if let Some(o) = self.outputs.get(name) {
+            return Ok(o);
+        }
+        let Some(settings) = dormant.get(name).cloned() else {
+            return Err(Error::NotInitialised {
+                instance: name.to_string(),
+                role: Role::Output,
+            });
+        };
+        let transport = self.connector.open(name, settings.clone(), Role::Output)?;
+        let metrics = metrics::SendMetrics::new(name, settings.access_proto.as_str());
+        let inst = Arc::new(OutputInstance {
+            common: Common {
+                name: name.to_string(),
+                settings,
+                transport,
+                closed: CancellationToken::new(),
+            },
+            owner: conn,
+            metrics,
+        });
+        dormant.remove(name);
+        self.outputs.replace(name, inst.clone());
+        tracing::info!(
+            instance = name,
+            "call on a new connection: producer opened again"
+        );
+        Ok(inst)
     }
 
     /// The output instance `name`, or `FAILED_PRECONDITION`.
@@ -459,6 +518,7 @@ impl Instances {
     /// Closes every instance (shutdown): consumers stop, producers close.
     pub async fn close_all(&self) {
         self.dormant.lock().expect("dormant lock").clear();
+        self.dormant_outputs.lock().expect("dormant lock").clear();
         let inputs = self.inputs.drain();
         let outputs = self.outputs.drain();
         let mut tasks = Vec::new();

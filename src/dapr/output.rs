@@ -51,7 +51,8 @@ impl OutputBinding for OutputService {
         req: Request<InvokeRequest>,
     ) -> Result<Response<InvokeResponse>, Status> {
         let name = instance_of(&req);
-        let inst = self.instances.output(&name)?;
+        let conn = req.extensions().get::<ConnId>().copied();
+        let inst = self.instances.output_for_call(&name, conn)?;
         let req = req.into_inner();
         if !OPERATIONS.contains(&req.operation.as_str()) {
             return Err(Error::UnsupportedOperation {
@@ -90,7 +91,8 @@ impl OutputBinding for OutputService {
     }
 
     async fn ping(&self, req: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
-        let inst = self.instances.output(&instance_of(&req))?;
+        let conn = req.extensions().get::<ConnId>().copied();
+        let inst = self.instances.output_for_call(&instance_of(&req), conn)?;
         inst.common.transport.ping().await.map_err(Error::from)?;
         Ok(Response::new(PingResponse {}))
     }
