@@ -475,6 +475,9 @@ class Recorder:
                 self.cond.wait(min(left, 0.5))
 
     def wait_count(self, route: str, n: int, timeout: float) -> list[Delivery]:
+        """`n` deliveries on `route`. A new TCP consumer gets its queues at its first
+        successful rebalance (every 20 s; the first one can miss while the broker does not yet
+        know the group), so first deliveries are waited for up to 60 s."""
         return self.wait_for(route, lambda ds: len(ds) >= n, timeout, f"{n} deliveries")
 
     def quiet(self, route: str, seconds: float) -> list[Delivery]:

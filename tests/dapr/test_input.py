@@ -114,9 +114,9 @@ def test_subscription_by_options_direction_and_route(ws, transport):
     for k in names:
         r = daprd.invoke(names[k], f"to-{k}")
         assert r.status == 200, (k, r.body)
-    app.wait_count(names["opt"], 1, 30)
-    app.wait_count(names["dir"], 1, 30)
-    app.wait_count("custom-route", 1, 30)
+    app.wait_count(names["opt"], 1, 60)
+    app.wait_count(names["dir"], 1, 60)
+    app.wait_count("custom-route", 1, 60)
     assert names["dir"] not in app.options_seen, "daprd asked OPTIONS despite direction: input"
     assert names["none"] in app.options_seen
     assert not app.on(names["none"]) and not app.quiet(names["none"], 3)

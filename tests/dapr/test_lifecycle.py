@@ -84,7 +84,7 @@ spec:
     daprd.start(ready="all")
     r = daprd.invoke(good, "signed")
     assert r.status == 200, r.body
-    [d] = app.wait_count(good, 1, 30)
+    [d] = app.wait_count(good, 1, 60)
     assert d.body == b'"signed"'
     # The wrong secret: the Java 5.3 name server authenticates nothing, so Init (which starts
     # the producer) passes; the broker refuses the send, and the app is told why.
@@ -110,8 +110,8 @@ def test_two_components_of_our_type_stay_isolated(ws, transport):
     for i in range(5):
         assert daprd.invoke(a, f"a{i}").status == 200
         assert daprd.invoke(b, f"b{i}").status == 200
-    da = app.wait_count(a, 5, 30)
-    app.wait_count(b, 5, 30)
+    da = app.wait_count(a, 5, 60)
+    app.wait_count(b, 5, 60)
     assert {d.body for d in da} == {f'"a{i}"'.encode() for i in range(5)}
     assert all(d.headers["rocketmq-topic"] == ta for d in da)
     assert all(d.headers["rocketmq-topic"] == tb for d in app.on(b))
@@ -130,7 +130,7 @@ def test_hot_reload_reinitialises_and_closes(ws, transport):
     app = ws.http_app(subscribed={name})
     daprd = ws.daprd(app_port=app.port).start(ready="all")
     assert daprd.invoke(name, "one").status == 200
-    [d] = app.wait_count(name, 1, 30)
+    [d] = app.wait_count(name, 1, 60)
     assert d.headers["rocketmq-topic"] == t1
     daemon = ws.the_daemon
     # Change the topic: daprd closes and re-Inits the component with the new metadata.

@@ -42,7 +42,7 @@ def test_http_api_send_with_metadata_round_trip(ws, transport):
     assert receipt_id, f"no metadata.rocketmq-message-id header in {r.headers}"
     assert r.headers.get("metadata.rocketmq-topic") == transport.topic
 
-    [d] = app.wait_count(name, 1, 30)
+    [d] = app.wait_count(name, 1, 60)
     # daprd re-marshals `data` as JSON: the message body is the JSON text.
     assert json.loads(d.body) == {"order": 1}
     assert d.message_id == receipt_id
@@ -67,7 +67,7 @@ def test_grpc_sdk_invoke_binding_bytes_and_receipt(ws, transport):
                                                   "rocketmq-property-kind": "raw"})
     receipt = dict(resp.binding_metadata)
     assert receipt.get("rocketmq-message-id"), receipt
-    [d] = app.wait_count(name, 1, 30)
+    [d] = app.wait_count(name, 1, 60)
     assert d.body == body
     assert d.message_id == receipt["rocketmq-message-id"]
     assert d.headers["rocketmq-tag"] == "bin"
