@@ -90,8 +90,8 @@ class Transport:
         return md
 
     # Redelivery after an app error: the emulator's invisibility (2 s) or the broker's retry
-    # topic (Java: delay level 3 + reconsume count = 10 s with the default levels).
-    redelivery_timeout = 60.0
+    # topic (Java: delay level 3 = 10 s with the default levels), after a first delivery that may itself wait for the consumer's second rebalance (20 s).
+    redelivery_timeout = 90.0
 
 
 @pytest.fixture(params=["tcp", "http"])

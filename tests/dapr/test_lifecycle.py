@@ -148,7 +148,7 @@ def test_hot_reload_reinitialises_and_closes(ws, transport):
         return r.status == 200 and r.headers.get("metadata.rocketmq-topic") == t2
 
     wait_until(sent_to_t2, 30, "sends to the new topic", every=0.5)
-    ds = app.wait_for(name, lambda ds: any(x.headers["rocketmq-topic"] == t2 for x in ds), 40,
+    ds = app.wait_for(name, lambda ds: any(x.headers["rocketmq-topic"] == t2 for x in ds), 60,
                       "a delivery from the new topic")
     assert all(x.headers["rocketmq-topic"] in (t1, t2) for x in ds)
     # Remove it: the daemon closes the instance's clients.

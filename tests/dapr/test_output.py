@@ -81,7 +81,7 @@ def test_delayed_delivery(ws, transport):
     sent = time.monotonic()
     r = daprd.invoke(name, "later", {"rocketmq-deliver-after": "4s"})
     assert r.status == 200, r.body
-    [d] = app.wait_count(name, 1, 40)
+    [d] = app.wait_count(name, 1, 70)
     waited = d.at - sent
     # 5.x timers may fire up to 1 s early (the wheel's granularity).
     assert waited >= 2.9, f"delivered after {waited:.2f}s, asked for 4s"
@@ -89,7 +89,7 @@ def test_delayed_delivery(ws, transport):
         sent = time.monotonic()
         r = daprd.invoke(name, "level2", {"rocketmq-delaylevel": "2"})
         assert r.status == 200, r.body
-        ds = app.wait_count(name, 2, 40)
+        ds = app.wait_count(name, 2, 70)
         waited = ds[1].at - sent
         assert waited >= 4.0, f"delay level 2 (5 s) delivered after {waited:.2f}s"
 
