@@ -66,7 +66,15 @@ pub fn build_producer(
     if let Some(h) = hook {
         b = b.rpc_hook(h);
     }
-    b.build()
+    let mut producer = b.build();
+    // Latency fault tolerance (Java's sendLatencyFaultEnable, off by default in the crate): a
+    // broker whose send failed or timed out is skipped for a while, so with a broker hung or
+    // dead the next sends go to the others. Without it queues stay round robin and every other
+    // send waits sendTimeout on a hung broker (tests/tcp_cluster.rs measured 8 sends instead of
+    // hundreds reaching the healthy broker in 6 s). The crate never resends a request it has
+    // written (it may have been stored), so a send in flight to the hung broker still fails.
+    producer.set_send_latency_fault_enable(true);
+    producer
 }
 
 /// The producer group (RocketMQ's reserved names are rejected when metadata is decoded).
