@@ -14,7 +14,7 @@ use crate::{metadata::MetadataError, metadata::Role, transport::TransportError};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Init metadata was rejected.
-    #[error("invalid component metadata: {0}")]
+    #[error("Init metadata rejected: {0}")]
     Metadata(#[from] MetadataError),
     /// Read/Invoke/Ping on an instance that Init never created.
     #[error(
@@ -51,7 +51,9 @@ impl From<Error> for Status {
             Error::Transport(t) => match t {
                 TransportError::Unavailable { .. } => Code::Unavailable,
                 TransportError::Timeout { .. } => Code::DeadlineExceeded,
-                TransportError::InvalidRequest { .. } => Code::InvalidArgument,
+                TransportError::InvalidRequest { .. } | TransportError::Config { .. } => {
+                    Code::InvalidArgument
+                }
                 TransportError::NotFound(_) => Code::NotFound,
                 TransportError::Unauthenticated { .. } => Code::Unauthenticated,
                 TransportError::Rejected(_) => Code::FailedPrecondition,

@@ -18,6 +18,7 @@
 //! | [`transport`] | the seam: [`transport::Transport`] and [`transport::Connector`]; [`transport::tcp`] and [`transport::http`] implement it |
 //! | [`emulator`] | the Aliyun MQ HTTP emulator behind the `aliyun-mq-emulator` binary |
 //! | [`error`] | the daemon's error enum and its single mapping to `tonic::Status` |
+//! | [`text`] | untrusted values in errors and logs: quoted, escaped, cut with their length, URL credentials redacted |
 //!
 //! Imports point one way: `daemon` → `dapr` → `transport` → `metadata`. The Dapr layer
 //! never names a concrete transport; transports never import the Dapr layer.
@@ -33,4 +34,5 @@ pub mod emulator;
 pub mod error;
 pub mod metadata;
 pub mod telemetry;
+pub mod text;
 pub mod transport;

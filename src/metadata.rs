@@ -36,9 +36,10 @@ impl fmt::Display for Role {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetadataError {
     /// A key holds a value outside its accepted set.
-    #[error("metadata key `{key}`: invalid value {value:?}; expected {expected}")]
+    #[error("metadata key `{key}`: invalid value {value}; expected {expected}")]
     Invalid {
         key: &'static str,
+        /// The value as [`crate::text::shown`] renders it (quoted, cut, credentials redacted).
         value: String,
         expected: String,
     },
@@ -203,6 +204,9 @@ pub struct Settings {
     pub topics: Vec<Subscription>,
     /// `sendTimeout` (default 3 s).
     pub send_timeout: Duration,
+    /// `timerMaxDelay`: how far ahead a delivery time may be (default 72 h, the Java broker's
+    /// `timerMaxDelaySec`); checked before a send on both transports.
+    pub timer_max_delay: Duration,
     /// `consumerModel`.
     pub consumer_model: ConsumerModel,
     /// `fromWhere` (+ `consumeTimestamp`).
@@ -241,6 +245,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "retries",
     "topics",
     "sendTimeout",
+    "timerMaxDelay",
     "consumerModel",
     "fromWhere",
     "consumeTimestamp",
@@ -295,7 +300,7 @@ impl<'a> Props<'a> {
 fn invalid(key: &'static str, value: &str, expected: impl Into<String>) -> MetadataError {
     MetadataError::Invalid {
         key,
-        value: value.to_string(),
+        value: crate::text::shown(value).to_string(),
         expected: expected.into(),
     }
 }
@@ -507,7 +512,8 @@ pub fn reserved_topic(t: &str) -> Option<&'static str> {
 pub fn check_send_topic(t: &str) -> Result<(), String> {
     if !valid_topic(t) {
         return Err(format!(
-            "{t:?} is not a topic name (letters, digits, '%', '-', '_', '|'; at most 127 characters)"
+            "{} is not a topic name (letters, digits, '%', '-', '_', '|'; at most 127 characters)",
+            crate::text::shown(t)
         ));
     }
     if let Some(why) = reserved_topic(t) {
@@ -706,6 +712,16 @@ impl Settings {
             }
             None => Duration::from_secs(3),
         };
+        let timer_max_delay = match p.get("timerMaxDelay") {
+            Some(v) => {
+                let d = parse_duration("timerMaxDelay", v)?;
+                if d < Duration::from_secs(1) || d > Duration::from_secs(400 * 86_400) {
+                    return Err(invalid("timerMaxDelay", v, "a duration from 1s to 9600h"));
+                }
+                d
+            }
+            None => Duration::from_secs(259_200),
+        };
         let consumer_model = match p.get("consumerModel") {
             None => ConsumerModel::Clustering,
             Some(v) => match v.to_ascii_lowercase().as_str() {
@@ -801,6 +817,7 @@ impl Settings {
             retries: retries.unwrap_or(2),
             topics,
             send_timeout,
+            timer_max_delay,
             consumer_model,
             from_where,
             consume_orderly,
@@ -812,15 +829,17 @@ impl Settings {
         })
     }
 
-    /// Where the transport connects, for messages (no credentials).
+    /// Where the transport connects, for messages (no credentials: URL user-info is
+    /// redacted).
     pub fn target(&self) -> String {
-        match self.access_proto {
+        let t = match self.access_proto {
             AccessProto::Http => self.endpoint.clone().unwrap_or_default(),
             AccessProto::Tcp => match &self.name_server_domain {
                 Some(d) => d.clone(),
                 None => self.name_servers.join(";"),
             },
-        }
+        };
+        crate::text::redact_userinfo(&t).into_owned()
     }
 }
 
@@ -831,7 +850,9 @@ impl Settings {
         let q = |s: &str| format!("{s:?}");
         let dur = |d: Duration| {
             let ms = d.as_millis();
-            if ms.is_multiple_of(1000) {
+            if ms >= 3_600_000 && ms.is_multiple_of(3_600_000) {
+                q(&format!("{}h", ms / 3_600_000))
+            } else if ms.is_multiple_of(1000) {
                 q(&format!("{}s", ms / 1000))
             } else {
                 q(&format!("{ms}ms"))
@@ -848,6 +869,7 @@ impl Settings {
             "consumeMessageBatchMaxSize" => self.consume_batch_max_size.to_string(),
             "retries" => self.retries.to_string(),
             "sendTimeout" => dur(self.send_timeout),
+            "timerMaxDelay" => dur(self.timer_max_delay),
             "consumerModel" => q(match self.consumer_model {
                 ConsumerModel::Clustering => "clustering",
                 ConsumerModel::Broadcasting => "broadcasting",
@@ -870,8 +892,10 @@ impl Settings {
             "backOffMaxRetries" => self.back_off.max_retries.to_string(),
             "consumerBatchSize" => self.consumer_batch_size?.to_string(),
             "instanceId" => q(self.instance_id.as_deref()?),
-            "endpoint" => q(self.endpoint.as_deref()?),
-            "nameServerDomain" => q(self.name_server_domain.as_deref()?),
+            "endpoint" => q(&crate::text::redact_userinfo(self.endpoint.as_deref()?)),
+            "nameServerDomain" => q(&crate::text::redact_userinfo(
+                self.name_server_domain.as_deref()?,
+            )),
             "accessKey" => q(self.access_key.as_deref()?),
             _ => return None,
         })

@@ -4,15 +4,21 @@
 //! written to stderr. Nothing in this crate logs raw Init requests or secret values;
 //! secrets live in `secrecy::SecretString` from the moment metadata is decoded.
 //!
+//! One event is one line. Values from peers are logged through [`crate::text::shown`] where
+//! the code knows they are untrusted; the text format's writer ([`LineWriter`]) also escapes
+//! every control character inside an event (a `\n` in an ack's `message_id` cannot forge a
+//! line) and cuts an event after [`MAX_LOG_LINE`] bytes. JSON lines are escaped by the
+//! encoder.
+//!
 //! Metrics: every metric name and label lives in [`metrics`] (one place), recorded with the
 //! `metrics` crate and rendered in Prometheus text format by `metrics-exporter-prometheus`
 //! on `--metrics-addr` (see [`crate::daemon`]). Labels are bounded: the Component name
 //! (`instance`, one per Component YAML), `transport` (`tcp`/`http`), `role` and `outcome`;
 //! never topics or message ids.
 
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal, Write};
 
-use tracing_subscriber::{EnvFilter, fmt};
+use tracing_subscriber::{EnvFilter, fmt, fmt::MakeWriter};
 
 /// Log line format (`--log-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -23,20 +29,100 @@ pub enum LogFormat {
     Json,
 }
 
+/// Longest text log line written; the rest of an event is cut with its length stated.
+pub const MAX_LOG_LINE: usize = 16 * 1024;
+
 /// Installs the global subscriber. Safe to call once per process.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(true);
+    let ansi = std::io::stderr().is_terminal();
+    let builder = fmt().with_env_filter(filter).with_target(true);
     let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(ansi)
+            .with_writer(LineWriter::new(io::stderr, ansi))
+            .try_init(),
+        LogFormat::Json => builder
+            .with_ansi(false)
+            .with_writer(io::stderr)
+            .json()
+            .flatten_event(true)
+            .try_init(),
     };
     if let Err(e) = result {
         eprintln!("logging already initialised: {e}");
+    }
+}
+
+/// A [`MakeWriter`] for the text format: each event (one `write` of a formatted line) has its
+/// control characters escaped (`\n` → `\\n`, others as `\\u{..}`), keeps only its final
+/// newline and is cut after [`MAX_LOG_LINE`] bytes. With `ansi` (a terminal), ESC is left
+/// alone so colours work.
+#[derive(Clone)]
+pub struct LineWriter<M> {
+    inner: M,
+    ansi: bool,
+}
+
+impl<M> LineWriter<M> {
+    /// Wraps `inner`.
+    pub fn new(inner: M, ansi: bool) -> Self {
+        LineWriter { inner, ansi }
+    }
+}
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for LineWriter<M> {
+    type Writer = EscapingWriter<M::Writer>;
+    fn make_writer(&'a self) -> Self::Writer {
+        EscapingWriter {
+            inner: self.inner.make_writer(),
+            ansi: self.ansi,
+        }
+    }
+}
+
+/// The writer [`LineWriter`] makes.
+pub struct EscapingWriter<W> {
+    inner: W,
+    ansi: bool,
+}
+
+/// Escapes one formatted event; see [`LineWriter`].
+pub fn escape_event(buf: &[u8], ansi: bool) -> Vec<u8> {
+    let (body, newline) = match buf.strip_suffix(b"\n") {
+        Some(b) => (b, true),
+        None => (buf, false),
+    };
+    let text = String::from_utf8_lossy(body);
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if out.len() >= MAX_LOG_LINE {
+            out.push_str(&format!(" … (event cut: {} bytes)", body.len()));
+            break;
+        }
+        match c {
+            '\u{1b}' if ansi => out.push(c),
+            '\t' => out.push(c),
+            c if c.is_control() => out.extend(c.escape_default()),
+            // Unicode line and paragraph separators end lines in some viewers.
+            '\u{2028}' | '\u{2029}' => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    let mut bytes = out.into_bytes();
+    if newline {
+        bytes.push(b'\n');
+    }
+    bytes
+}
+
+impl<W: Write> Write for EscapingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write_all(&escape_event(buf, self.ansi))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -205,5 +291,57 @@ pub mod metrics {
     pub fn broker_ack_failed(instance: &str, transport: &'static str, n: u64) {
         counter!(BROKER_ACK_FAILURES, "instance" => instance.to_string(), "transport" => transport)
             .increment(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_newline_in_a_value_cannot_forge_a_log_line() {
+        let buf = Buf::default();
+        let sink = buf.clone();
+        let subscriber = fmt()
+            .with_ansi(false)
+            .with_writer(LineWriter::new(move || sink.clone(), false))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let id = "abc\n2026-12-01T00:00:00Z  INFO forged: all acked";
+            tracing::info!(id = %id, error = %"x\r\ny", "ack");
+            tracing::info!(big = %"v".repeat(100_000), "huge");
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(lines[0].contains("abc\\n2026-12-01"), "{}", lines[0]);
+        assert!(lines[0].contains("x\\r\\ny"), "{}", lines[0]);
+        assert!(lines[1].len() < MAX_LOG_LINE + 100, "{}", lines[1].len());
+        assert!(
+            lines[1].contains("event cut"),
+            "{}",
+            &lines[1][lines[1].len() - 60..]
+        );
+    }
+
+    #[test]
+    fn escape_keeps_ansi_only_on_terminals() {
+        assert_eq!(escape_event(b"a\x1b[1mb\n", true), b"a\x1b[1mb\n");
+        assert_eq!(escape_event(b"a\x1b[1mb\n", false), b"a\\u{1b}[1mb\n");
+        assert_eq!(escape_event(b"tab\there", false), b"tab\there");
     }
 }

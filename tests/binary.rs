@@ -2,6 +2,8 @@
 //! stale and live sockets, SIGTERM, the healthcheck subcommand, secrets in logs, startup time.
 
 mod common;
+#[path = "common/rocketmq.rs"]
+mod rocketmq;
 
 use std::{
     io::Read,
@@ -370,4 +372,141 @@ fn a_lost_socket_is_noticed_and_another_daemons_socket_is_never_removed() {
     let (code, _) = b.terminate();
     assert_eq!(code, 0);
     assert!(!path.exists());
+}
+
+/// Issue 13, item 6 and the log half of item 5: a 1 MB bad value comes back cut with its length
+/// (still INVALID_ARGUMENT, not RESOURCE_EXHAUSTED), URL credentials never appear in errors or
+/// logs, Init errors say "Init metadata", and a `\n` in an ack's message id or an app's error
+/// text cannot forge a log line.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_values_are_cut_escaped_and_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command();
+    cmd.env("RUST_LOG", "debug")
+        .arg("--socket-folder")
+        .arg(dir.path());
+    let d = Daemon::spawn(cmd, sock(dir.path()));
+    let c = Daprd::connect(&d.socket).await;
+    let ns = rocketmq::namesrv();
+
+    // A 1 MB bad value.
+    let huge = "9".repeat(1 << 20) + "x";
+    let e = c
+        .init_input(
+            "huge",
+            props(&[
+                ("nameServer", &ns),
+                ("topics", "t"),
+                ("consumerBatchSize", &huge),
+            ]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        tonic::Code::InvalidArgument,
+        "{}",
+        &e.message()[..200]
+    );
+    assert!(e.message().len() < 1024, "{} bytes", e.message().len());
+    assert!(
+        e.message().contains("`consumerBatchSize`"),
+        "{}",
+        e.message()
+    );
+    assert!(e.message().contains("(1048577 bytes)"), "{}", e.message());
+    assert!(
+        e.message().starts_with("Init metadata rejected"),
+        "{}",
+        e.message()
+    );
+
+    // Credentials in URLs.
+    let e = c
+        .init_output(
+            "creds-http",
+            props(&[
+                ("accessProto", "http"),
+                ("endpoint", "http://mquser:hunter2-endpoint@127.0.0.1:1"),
+                ("accessKey", "AK"),
+                ("secretKey", "SK-not-shown"),
+                ("topics", "t"),
+            ]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{}", e.message());
+    assert!(
+        e.message().contains("Init metadata `endpoint`"),
+        "{}",
+        e.message()
+    );
+    assert!(
+        e.message().contains("http://***@127.0.0.1:1"),
+        "{}",
+        e.message()
+    );
+    let e = c
+        .init_output(
+            "creds-domain",
+            props(&[
+                (
+                    "nameServerDomain",
+                    "http://nsuser:hunter2-domain@127.0.0.1:1/ns",
+                ),
+                ("topics", "t"),
+            ]),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().contains("http://***@127.0.0.1:1/ns"),
+        "{}",
+        e.message()
+    );
+
+    // A bad request value, 1 MB long, on a working output.
+    let topic = rocketmq::unique("hostile");
+    c.init_output("ok", props(&[("nameServer", &ns), ("topics", &topic)]))
+        .await
+        .unwrap();
+    let big = "7".repeat(1 << 20);
+    let e = c
+        .invoke(
+            "ok",
+            "create",
+            b"x",
+            &[("rocketmq-delaylevel", big.as_str())],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().len() < 1024, "{} bytes", e.message().len());
+    assert!(e.message().contains("(1048576 bytes)"), "{}", e.message());
+
+    // Forged log lines through an ack.
+    c.init_input("in", props(&[("nameServer", &ns), ("topics", &topic)]))
+        .await
+        .unwrap();
+    let stream = c.read("in").await.unwrap();
+    stream.ack("m1\nFORGED-ACK-LINE all messages acked").await;
+    stream.nack("m2", "boom\r\nFORGED-ERR-LINE").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(stream);
+    drop(c);
+    let (_, log) = tokio::task::spawn_blocking(move || d.terminate())
+        .await
+        .unwrap();
+    for l in log.lines() {
+        assert!(!l.starts_with("FORGED"), "forged line: {l}");
+    }
+    assert!(
+        log.contains("m1\\nFORGED-ACK-LINE"),
+        "the ack was logged escaped"
+    );
+    assert!(!log.contains("hunter2"), "URL credentials in the log");
+    assert!(
+        log.lines().all(|l| l.len() < 20 * 1024),
+        "a log line longer than 20 KiB"
+    );
 }

@@ -41,6 +41,7 @@ use super::{
 use crate::{
     error::Error,
     telemetry::metrics,
+    text::shown,
     transport::{Delivery, Settle},
 };
 
@@ -298,14 +299,14 @@ impl Session {
                 }
                 Some(err) => {
                     self.metrics.acked(false);
-                    tracing::debug!(instance = %self.name, id = %ack.message_id, error = %err.message, "app failed: releasing for redelivery");
+                    tracing::debug!(instance = %self.name, id = %shown(&ack.message_id), error = %shown(&err.message), "app failed: releasing for redelivery");
                     settle.release(err.message);
                 }
             },
             None => tracing::warn!(
                 instance = %self.name,
                 stream = self.id,
-                id = %ack.message_id,
+                id = %shown(&ack.message_id),
                 "ack for an unknown or already acknowledged message id; ignored"
             ),
         }

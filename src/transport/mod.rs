@@ -13,6 +13,7 @@
 //! HTTP API). [`DefaultConnector`] does that choice.
 
 pub mod http;
+pub mod limits;
 pub mod tcp;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -140,8 +141,12 @@ pub enum TransportError {
         address: String,
     },
     /// The request metadata or body is not acceptable; names the key.
-    #[error("request metadata `{key}`: {reason}")]
+    #[error("request metadata `{}`: {reason}", crate::text::clipped(key))]
     InvalidRequest { key: String, reason: String },
+    /// A Component (Init) metadata value the transport cannot use; names the key. Found when
+    /// the transport is opened, so it reaches daprd as an Init error.
+    #[error("Init metadata `{key}`: {reason}")]
+    Config { key: String, reason: String },
     /// The topic (or group) does not exist on the broker.
     #[error("{0}")]
     NotFound(String),

@@ -13,6 +13,7 @@ use reqwest::{Method, StatusCode, Url, header::HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::protocol::{self, AckError, ErrorBody, PublishMessage, PublishResult, ReceivedMessage};
+use crate::text::shown;
 use crate::transport::TransportError;
 
 /// Characters left unescaped in a query value: Go's `url.QueryEscape` set (then `+` for space
@@ -163,19 +164,26 @@ impl Client {
         creds: Credentials,
         instance_id: Option<String>,
     ) -> Result<Client, TransportError> {
-        let invalid = |reason: String| TransportError::InvalidRequest {
+        let invalid = |reason: String| TransportError::Config {
             key: "endpoint".into(),
             reason,
         };
-        let url = Url::parse(endpoint).map_err(|e| invalid(format!("{endpoint:?}: {e}")))?;
+        let quoted = shown(endpoint);
+        let url = Url::parse(endpoint).map_err(|e| invalid(format!("{quoted}: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(invalid(format!(
-                "{endpoint:?}: expected http://host[:port] or https://host[:port]"
+                "{quoted}: expected http://host[:port] or https://host[:port]"
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(format!(
+                "{quoted}: credentials in the URL are not used by the Aliyun MQ HTTP API \
+                 (requests are signed with accessKey/secretKey); remove them"
             )));
         }
         if url.path() != "/" || url.query().is_some() {
             return Err(invalid(format!(
-                "{endpoint:?}: the Aliyun MQ HTTP API lives at the endpoint root; remove the path"
+                "{quoted}: the Aliyun MQ HTTP API lives at the endpoint root; remove the path"
             )));
         }
         let base = url.as_str().trim_end_matches('/').to_string();

@@ -85,8 +85,9 @@ use self::{
     client::{ApiError, Client, Credentials},
     protocol::{PROP_BODY_ENCODING, PROP_TRACE_ENCODING, PublishMessage},
 };
-use super::{Delivery, OutboundMessage, SendReceipt, Transport, TransportError, keys};
+use super::{Delivery, OutboundMessage, SendReceipt, Transport, TransportError, keys, limits};
 use crate::metadata::{ConsumerModel, Role, Settings};
+use crate::text::shown;
 
 /// Receipt key: the broker's `MessageBodyMD5` (HTTP only).
 pub const RECEIPT_BODY_MD5: &str = "rocketmq-body-md5";
@@ -274,7 +275,7 @@ impl Transport for HttpTransport {
             return Err(TransportError::Closed);
         }
         let topics = target_topics(&msg.metadata, &self.settings)?;
-        let publish = build_publish(&msg, now_ms())?;
+        let publish = build_publish(&msg, now_ms(), self.settings.timer_max_delay)?;
         let mut ids = Vec::with_capacity(topics.len());
         let mut md5s = Vec::with_capacity(topics.len());
         for topic in &topics {
@@ -445,7 +446,14 @@ pub fn decode_trace_value(v: &str) -> Option<String> {
 }
 
 /// Builds the publish request from an outbound message (validation included).
-pub fn build_publish(msg: &OutboundMessage, now: i64) -> Result<PublishMessage, TransportError> {
+///
+/// `now` is the current Unix time in milliseconds; delivery times beyond `timer_max_delay`
+/// from it are refused ([`limits::check_deliver_time`]).
+pub fn build_publish(
+    msg: &OutboundMessage,
+    now: i64,
+    timer_max_delay: Duration,
+) -> Result<PublishMessage, TransportError> {
     let md = &msg.metadata;
     let get = |k: &str| md.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let mut props: Vec<(String, String)> = Vec::new();
@@ -458,7 +466,10 @@ pub fn build_publish(msg: &OutboundMessage, now: i64) -> Result<PublishMessage, 
             if t.contains('|') || !protocol::xml_text_ok(t) || t.chars().any(char::is_control) {
                 return Err(invalid(
                     keys::TAG,
-                    format!("{t:?}: a tag may not contain '|' or control characters"),
+                    format!(
+                        "{}: a tag may not contain '|' or control characters",
+                        shown(t)
+                    ),
                 ));
             }
             Some(t.to_string())
@@ -477,7 +488,8 @@ pub fn build_publish(msg: &OutboundMessage, now: i64) -> Result<PublishMessage, 
                 return Err(invalid(
                     keys::KEY,
                     format!(
-                        "key {one:?} contains whitespace (keys are space separated on the wire)"
+                        "key {} contains whitespace (keys are space separated on the wire)",
+                        shown(one)
                     ),
                 ));
             }
@@ -507,15 +519,27 @@ pub fn build_publish(msg: &OutboundMessage, now: i64) -> Result<PublishMessage, 
             let ms: i64 = at.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
                 invalid(
                     keys::DELIVER_AT,
-                    format!("{at:?} is not a Unix time in milliseconds"),
+                    format!("{} is not a Unix time in milliseconds", shown(at)),
                 )
             })?;
+            limits::check_deliver_time(
+                keys::DELIVER_AT,
+                ms as u64,
+                now.max(0) as u64,
+                timer_max_delay,
+            )?;
             props.push((protocol::PROP_START_DELIVER_TIME.into(), ms.to_string()));
         }
         (None, Some(after)) => {
             let d = crate::metadata::parse_duration(keys::DELIVER_AFTER, after)
                 .map_err(|e| invalid(keys::DELIVER_AFTER, e.to_string()))?;
             let at = now + d.as_millis() as i64;
+            limits::check_deliver_time(
+                keys::DELIVER_AFTER,
+                at.max(0) as u64,
+                now.max(0) as u64,
+                timer_max_delay,
+            )?;
             props.push((protocol::PROP_START_DELIVER_TIME.into(), at.to_string()));
         }
         (None, None) => {}
@@ -535,8 +559,9 @@ pub fn build_publish(msg: &OutboundMessage, now: i64) -> Result<PublishMessage, 
             return Err(invalid(
                 k,
                 format!(
-                    "{name:?} is reserved (KEYS, TAGS, names starting with __ and \
-                     {PROP_BODY_ENCODING}); use the dedicated metadata keys"
+                    "{} is reserved (KEYS, TAGS, names starting with __ and \
+                     {PROP_BODY_ENCODING}); use the dedicated metadata keys",
+                    shown(name)
                 ),
             ));
         }
@@ -567,6 +592,11 @@ pub fn build_publish(msg: &OutboundMessage, now: i64) -> Result<PublishMessage, 
         ));
     }
 
+    limits::check_properties(
+        tag.iter()
+            .map(|t| (protocol::PROP_TAGS, t.as_str()))
+            .chain(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+    )?;
     let (body, marker) = encode_body(&msg.data);
     if let Some(m) = marker {
         props.push((PROP_BODY_ENCODING.into(), m.into()));
@@ -585,6 +615,8 @@ pub fn build_publish(msg: &OutboundMessage, now: i64) -> Result<PublishMessage, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MAX_DELAY: Duration = Duration::from_secs(259_200);
 
     fn out(md: &[(&str, &str)], data: &[u8]) -> OutboundMessage {
         OutboundMessage {
@@ -615,7 +647,8 @@ mod tests {
                 ],
                 b"hello",
             ),
-            0,
+            1_705_314_000_000,
+            MAX_DELAY,
         )
         .unwrap();
         assert_eq!(m.body, "hello");
@@ -661,7 +694,7 @@ mod tests {
                 "rocketmq-property-dapr-trace-encoding",
             ),
         ] {
-            let e = build_publish(&out(&md, b"x"), 0).unwrap_err();
+            let e = build_publish(&out(&md, b"x"), 0, MAX_DELAY).unwrap_err();
             match &e {
                 TransportError::InvalidRequest { key: k, .. } => assert_eq!(k, key, "{e}"),
                 other => panic!("{other:?}"),
@@ -680,6 +713,7 @@ mod tests {
                 b"x",
             ),
             0,
+            MAX_DELAY,
         )
         .unwrap();
         let p = protocol::parse_properties(&plain.properties);
@@ -701,7 +735,7 @@ mod tests {
             ("tracestate", "vendor=a:b|c,x=<&>'\"q\",y=ü"),
             ("baggage", "userId=alice,serverNode=DF%2028,ctl=a\u{1}b"),
         ];
-        let m = build_publish(&out(&tricky, b"x"), 0).unwrap();
+        let m = build_publish(&out(&tricky, b"x"), 0, MAX_DELAY).unwrap();
         let p = protocol::parse_properties(&m.properties);
         assert_eq!(
             get(&p, PROP_TRACE_ENCODING).as_deref(),

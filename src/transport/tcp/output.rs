@@ -7,13 +7,15 @@ use std::{
 };
 
 use rocketmq_client_rust::{ClientError, DefaultMQProducer, SendResult};
+use rocketmq_model::common::message::MessageTrait;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::common::message::{STRING_HASH_SET, message_queue::MessageQueue};
 use rocketmq_transport::api::RPCHook;
 
 use super::host::ClientHost;
 use crate::metadata::{Settings, parse_duration};
-use crate::transport::{OutboundMessage, SendReceipt, TransportError, keys};
+use crate::text::shown;
+use crate::transport::{OutboundMessage, SendReceipt, TransportError, keys, limits};
 
 /// Receipt key: message id (`UNIQ_KEY`, the id consumers see).
 pub const RECEIPT_MESSAGE_ID: &str = "rocketmq-message-id";
@@ -236,7 +238,7 @@ pub fn plan(
             .ok_or_else(|| {
                 invalid(
                     keys::DELAY_LEVEL,
-                    format!("{v:?} is not a delay level from 1 to 18"),
+                    format!("{} is not a delay level from 1 to 18", shown(v)),
                 )
             })?;
         delay = Some((keys::DELAY_LEVEL, Delay::Level(lvl)));
@@ -245,7 +247,7 @@ pub fn plan(
         let at = v.parse::<u64>().ok().filter(|ms| *ms > 0).ok_or_else(|| {
             invalid(
                 keys::DELIVER_AT,
-                format!("{v:?} is not a Unix time in milliseconds"),
+                format!("{} is not a Unix time in milliseconds", shown(v)),
             )
         })?;
         if let Some((other, _)) = delay {
@@ -254,13 +256,17 @@ pub fn plan(
                 format!("cannot be combined with `{other}`"),
             ));
         }
+        limits::check_deliver_time(keys::DELIVER_AT, at, now_ms(), settings.timer_max_delay)?;
         delay = Some((keys::DELIVER_AT, Delay::At(at)));
     }
     if let Some(v) = get(keys::DELIVER_AFTER) {
         let after = parse_duration("rocketmq-deliver-after", v).map_err(|_| {
             invalid(
                 keys::DELIVER_AFTER,
-                format!("{v:?} is not a duration such as 500ms, 90s, 1m30s (bare integer = milliseconds)"),
+                format!(
+                    "{} is not a duration such as 500ms, 90s, 1m30s (bare integer = milliseconds)",
+                    shown(v)
+                ),
             )
         })?;
         if let Some((other, _)) = delay {
@@ -269,7 +275,9 @@ pub fn plan(
                 format!("cannot be combined with `{other}`"),
             ));
         }
-        let at = now_ms().saturating_add(after.as_millis() as u64);
+        let now = now_ms();
+        let at = now.saturating_add(after.as_millis() as u64);
+        limits::check_deliver_time(keys::DELIVER_AFTER, at, now, settings.timer_max_delay)?;
         delay = Some((keys::DELIVER_AFTER, Delay::At(at)));
     }
 
@@ -342,6 +350,12 @@ pub fn plan(
         let message = b
             .build()
             .map_err(|e| invalid(keys::TOPIC, format!("message rejected by the client: {e}")))?;
+        limits::check_properties(
+            message
+                .get_properties()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )?;
         out.push(PlannedSend {
             topic,
             message,
@@ -534,11 +548,19 @@ mod tests {
     #[test]
     fn deliver_forms() {
         let s = settings("t");
-        let p = plan(&out(&[("rocketmq-deliver-at", "1900000000000")]), &s).unwrap();
+        let at = (now_ms() + 60_000).to_string();
+        let p = plan(&out(&[("rocketmq-deliver-at", &at)]), &s).unwrap();
         assert_eq!(
             prop(&p[0].message, "TIMER_DELIVER_MS").as_deref(),
-            Some("1900000000000")
+            Some(at.as_str())
         );
+        // The past is accepted (the broker delivers at once); beyond the window is not.
+        assert!(plan(&out(&[("rocketmq-deliver-at", "1000")]), &s).is_ok());
+        let far = (now_ms() + 259_260_000).to_string();
+        let e = plan(&out(&[("rocketmq-deliver-at", &far)]), &s).unwrap_err();
+        assert!(e.to_string().contains("timer window is 259200 s"), "{e}");
+        let e = plan(&out(&[("rocketmq-deliver-after", "73h")]), &s).unwrap_err();
+        assert!(e.to_string().contains("`rocketmq-deliver-after`"), "{e}");
         let before = now_ms();
         let p = plan(&out(&[("rocketmq-deliver-after", "90s")]), &s).unwrap();
         let at: u64 = prop(&p[0].message, "TIMER_DELIVER_MS")
