@@ -101,3 +101,69 @@ mod tests {
         assert!(e.to_string().contains("259201 s ahead"), "{e}");
     }
 }
+
+/// Both transports, one request: the same limit gives the same error.
+#[cfg(test)]
+mod both_transports {
+    use std::collections::HashMap;
+
+    use crate::metadata::{Role, Settings};
+    use crate::transport::{OutboundMessage, http::build_publish, tcp::plan_for_tests};
+
+    fn settings() -> Settings {
+        let m: HashMap<String, String> = [("nameServer", "127.0.0.1:9876"), ("topics", "t")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::decode(&m, Role::Output).unwrap()
+    }
+
+    fn msg(md: &[(&str, &str)]) -> OutboundMessage {
+        OutboundMessage {
+            data: bytes::Bytes::from_static(b"x"),
+            metadata: md
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn same_error_on_tcp_and_http() {
+        let s = settings();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let big = "a".repeat(33_000);
+        let cases: Vec<Vec<(&str, &str)>> = vec![
+            vec![("rocketmq-property-big", big.as_str())],
+            vec![("rocketmq-deliver-after", "73h")],
+        ];
+        // The counted size differs by what each wire format adds itself (tcp's WAIT flag), so
+        // the comparison leaves out the number after "take".
+        let shape = |e: String| {
+            let mut words: Vec<String> = e.split(' ').map(str::to_string).collect();
+            if let Some(i) = words.iter().position(|w| w == "take") {
+                words[i + 1] = "N".into();
+            }
+            words.join(" ")
+        };
+        for md in cases {
+            let m = msg(&md);
+            let tcp = plan_for_tests(&m, &s).unwrap_err().to_string();
+            let http = build_publish(&m, now, s.timer_max_delay)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(shape(tcp), shape(http), "{}", md[0].0);
+        }
+        // Just under the limits both accept.
+        let ok = "a".repeat(32_000);
+        let m = msg(&[
+            ("rocketmq-property-big", &ok),
+            ("rocketmq-deliver-after", "71h"),
+        ]);
+        assert!(plan_for_tests(&m, &s).is_ok());
+        assert!(build_publish(&m, now, s.timer_max_delay).is_ok());
+    }
+}

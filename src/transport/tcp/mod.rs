@@ -70,6 +70,15 @@ mod input;
 pub mod names;
 mod output;
 
+/// [`output::plan`] for the crate's cross-transport unit tests.
+#[cfg(test)]
+pub(crate) fn plan_for_tests(
+    msg: &crate::transport::OutboundMessage,
+    settings: &Settings,
+) -> Result<Vec<output::PlannedSend>, TransportError> {
+    output::plan(msg, settings)
+}
+
 use std::{
     collections::HashSet,
     sync::{
