@@ -20,7 +20,21 @@
 #   scripts/rocketmq-local.sh broker-stop N [--kill]  stop (SIGTERM, or SIGKILL) only the broker of pair N
 #   scripts/rocketmq-local.sh broker-start N          start the broker of pair N again, keeping its store
 #   scripts/rocketmq-local.sh env                     print the env file (ROCKETMQ_NAMESRV=…, ROCKETMQ_ACL_NAMESRV=…,
-#                                                     ROCKETMQ_SERVER=java-5.3.3 …)
+#                                                     ROCKETMQ_SERVER=java-5.3.3, ROCKETMQ_CLUSTER_NAMESRV=… …)
+#
+# Clusters (one name server, several master brokers of brokerClusterName DefaultCluster):
+#   scripts/rocketmq-local.sh start-cluster [--name N] [--namesrv-port P] [--broker-ports A,B,…]
+#                                                     default: cluster "cluster", name server 31876, brokers
+#                                                     broker-a 32911 and broker-b 33911 (each uses B, B-2 and B+1),
+#                                                     own stores; its brokers are addressed as N/a, N/b, …
+#   scripts/rocketmq-local.sh stop --name N           stops the cluster too (`stop` alone: every pair and cluster)
+#   scripts/rocketmq-local.sh broker-stop N/a [--kill]  / broker-start N/a   one broker of a cluster, store kept
+#   scripts/rocketmq-local.sh broker-pause N/a        SIGSTOP the broker (hung, not dead: its sockets stay open)
+#   scripts/rocketmq-local.sh broker-resume N/a       SIGCONT it
+#   scripts/rocketmq-local.sh topic-create N TOPIC [--queues Q]
+#                                                     create TOPIC (Q read/write queues, default 4) on every broker
+#                                                     of cluster N and wait until the name server routes it to all
+#   scripts/rocketmq-local.sh route N TOPIC           print the broker names the name server of N routes TOPIC to
 #
 # Environment:
 #   RMQ_SERVER       java (default), java4 or rust; a pair keeps the server it was started with
@@ -92,7 +106,7 @@ log() { printf 'rocketmq-local: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-  sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,54p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 java_lib() { printf '%s/%s/lib' "$RMQ_JAVA_ROOT" "$1"; }
@@ -213,6 +227,8 @@ stop_pid() { # PIDFILE SIGNAL [SECONDS]
   pid=$(read_pid "$pidfile")
   if pid_alive "$pid"; then
     kill "-$sig" "$pid" 2>/dev/null || true
+    # A SIGSTOPped (paused) server acts on the signal only once it runs again.
+    kill -CONT "$pid" 2>/dev/null || true
     for ((i = 0; i < secs * 10; i++)); do
       pid_alive "$pid" || break
       sleep 0.1
@@ -236,12 +252,19 @@ stop_pair() {
 
 pair_dir() { printf '%s/%s' "$RMQ_STATE_DIR" "$1"; }
 
-# Loads NAMESRV_PORT BROKER_PORT ACL AUTO PAIR_SERVER PAIR_VERSION of an existing pair.
+# Loads NAMESRV_PORT BROKER_PORT ACL AUTO PAIR_SERVER PAIR_VERSION of an existing pair (a cluster
+# broker N/a is a pair without its own name server; a cluster N has NAMESRV_PORT MEMBERS
+# BROKER_PORTS PAIR_SERVER PAIR_VERSION in cluster.conf).
 load_pair() {
   local dir
   dir=$(pair_dir "$1")
-  [[ -f "$dir/pair.conf" ]] || die "no pair named '$1' (start it first)"
   PAIR_SERVER=rust PAIR_VERSION=1.0.0 AUTO=true
+  if [[ -f "$dir/cluster.conf" ]]; then
+    # shellcheck disable=SC1091
+    source "$dir/cluster.conf"
+    return 0
+  fi
+  [[ -f "$dir/pair.conf" ]] || die "no pair named '$1' (start it first)"
   # shellcheck disable=SC1091
   source "$dir/pair.conf"
 }
@@ -436,14 +459,15 @@ start_broker() { # NAME
   # client's availability scan has already seen, so a broker that boots before the first scan
   # registers 10 s later (its periodic task). Ready = the name server routes the topic every
   # broker registers under its own name.
-  local i
+  local i own
+  own="broker-$(basename "$dir")"
   if [[ "$PAIR_SERVER" != rust ]]; then
     for ((i = 0; i < 300; i++)); do
-      route_known "$NAMESRV_PORT" "broker-$name" && break
+      route_known "$NAMESRV_PORT" "$own" && break
       pid_alive "$PID" || break
       sleep 0.1
     done
-    route_known "$NAMESRV_PORT" "broker-$name" || {
+    route_known "$NAMESRV_PORT" "$own" || {
       tail -30 "$dir/logs/broker.log" >&2 || true
       die "broker '$name' is not registered with its name server 127.0.0.1:$NAMESRV_PORT"
     }
@@ -490,6 +514,16 @@ write_env_file() {
           echo "ROCKETMQ_ACL_SERVER=$PAIR_SERVER-$PAIR_VERSION"
           ;;
         esac
+      )
+    done
+    for dir in "$RMQ_STATE_DIR"/*/; do
+      [[ -f "$dir/cluster.conf" && "$(basename "$dir")" == cluster ]] || continue
+      cluster_running cluster || continue
+      (
+        load_pair cluster
+        echo "ROCKETMQ_CLUSTER_NAMESRV=127.0.0.1:$NAMESRV_PORT"
+        echo "ROCKETMQ_CLUSTER_NAME=cluster"
+        echo "ROCKETMQ_CLUSTER_BROKERS=$BROKER_PORTS"
       )
     done
   } >"$tmp"
@@ -561,16 +595,22 @@ cmd_stop() {
     esac
   done
   local dir
-  if [[ -n "$name" ]]; then
+  if [[ -n "$name" && -f "$(pair_dir "$name")/cluster.conf" ]]; then
+    stop_cluster "$(pair_dir "$name")"
+    log "cluster '$name' stopped"
+  elif [[ -n "$name" ]]; then
     stop_pair "$(pair_dir "$name")"
     log "pair '$name' stopped"
   else
     for dir in "$RMQ_STATE_DIR"/*/; do
-      [[ -f "$dir/pair.conf" ]] || continue
-      stop_pair "$dir" &
+      if [[ -f "$dir/pair.conf" ]]; then
+        stop_pair "$dir" &
+      elif [[ -f "$dir/cluster.conf" ]]; then
+        stop_cluster "$dir" &
+      fi
     done
     wait
-    log "all pairs in $RMQ_STATE_DIR stopped"
+    log "all pairs and clusters in $RMQ_STATE_DIR stopped"
   fi
   [[ -d "$RMQ_STATE_DIR" ]] && write_env_file
   return 0
@@ -621,13 +661,212 @@ cmd_status() {
   fi
   local dir any=0
   for dir in "$RMQ_STATE_DIR"/*/; do
-    [[ -f "$dir/pair.conf" ]] || continue
-    any=1
-    cmd_status_one "$(basename "$dir")"
+    if [[ -f "$dir/pair.conf" ]]; then
+      any=1
+      cmd_status_one "$(basename "$dir")"
+    elif [[ -f "$dir/cluster.conf" ]]; then
+      any=1
+      cmd_status_cluster "$(basename "$dir")"
+    fi
   done
   [[ $any == 1 ]] || echo "no pairs"
   [[ -f "$ENV_FILE" ]] && echo "env file: $ENV_FILE"
   return 0
+}
+
+# --- clusters ----------------------------------------------------------------------------------
+
+# stop_cluster DIR: its brokers and its name server together.
+stop_cluster() {
+  local dir=$1 m
+  for m in "$dir"/*/; do
+    [[ -f "$m/pair.conf" ]] && stop_pid "$m/broker.pid" TERM &
+  done
+  stop_pid "$dir/namesrv.pid" TERM &
+  wait
+}
+
+cluster_running() { # NAME: name server and every broker alive and listening
+  local dir
+  dir=$(pair_dir "$1")
+  [[ -f "$dir/cluster.conf" ]] || return 1
+  (
+    load_pair "$1"
+    pid_alive "$(read_pid "$dir/namesrv.pid")" && port_open "$NAMESRV_PORT" || exit 1
+    local m
+    for m in $MEMBERS; do
+      pair_running_member "$1/$m" || exit 1
+    done
+  )
+}
+
+pair_running_member() { # N/a
+  local dir
+  dir=$(pair_dir "$1")
+  [[ -f "$dir/pair.conf" ]] || return 1
+  (
+    load_pair "$1"
+    pid_alive "$(read_pid "$dir/broker.pid")" && port_open "$BROKER_PORT"
+  )
+}
+
+cmd_start_cluster() {
+  local name=cluster np=31876 bps=32911,33911
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --name) name=${2:?--name needs a value}; shift 2 ;;
+    --namesrv-port) np=${2:?--namesrv-port needs a value}; shift 2 ;;
+    --broker-ports) bps=${2:?--broker-ports needs a value}; shift 2 ;;
+    *) die "start-cluster: unknown option $1" ;;
+    esac
+  done
+  [[ "$name" =~ ^[A-Za-z0-9_-]+$ ]] || die "cluster name '$name': letters, digits, - and _ only"
+  [[ "$name" != default && "$name" != acl ]] || die "'$name' is a pair name"
+  [[ "$np" =~ ^[0-9]+$ && "$bps" =~ ^[0-9]+(,[0-9]+)+$ ]] ||
+    die "--namesrv-port P --broker-ports A,B[,…]: numbers, at least two brokers"
+  installed || die "$RMQ_SERVER $RMQ_VERSION servers not installed; run: RMQ_SERVER=$RMQ_SERVER $0 install"
+  [[ "$RMQ_SERVER" == rust ]] || build_shim
+  local dir
+  dir=$(pair_dir "$name")
+  if cluster_running "$name" && (load_pair "$name"; [[ "$PAIR_SERVER-$PAIR_VERSION" == "$RMQ_SERVER-$RMQ_VERSION" ]]); then
+    log "cluster '$name' already running"
+    write_env_file
+    cmd_status_cluster "$name"
+    return 0
+  fi
+  [[ -f "$dir/pair.conf" ]] && die "'$name' is a pair; choose another cluster name"
+  [[ -d "$dir" ]] && stop_cluster "$dir"
+  rm -rf "$dir"
+  mkdir -p "$dir/home" "$dir/logs"
+  local members="" m bp letters=abcdefghijklmnopqrstuvwxyz i=0 t0 ports=()
+  IFS=, read -r -a ports <<<"$bps"
+  [[ ${#ports[@]} -le 26 ]] || die "at most 26 brokers"
+  for bp in "${ports[@]}"; do
+    m=${letters:i:1}
+    i=$((i + 1))
+    members+="${members:+ }$m"
+    mkdir -p "$dir/$m/home" "$dir/$m/store" "$dir/$m/logs" "$dir/$m/auth"
+    printf 'NAMESRV_PORT=%s\nBROKER_PORT=%s\nACL=0\nAUTO=true\nPAIR_SERVER=%s\nPAIR_VERSION=%s\nCLUSTER=%s\n' \
+      "$np" "$bp" "$RMQ_SERVER" "$RMQ_VERSION" "$name" >"$dir/$m/pair.conf"
+    case "$RMQ_SERVER" in
+    rust) write_rust_config "$dir/$m" "$np" "$bp" 0 true ;;
+    *) write_java_config "$dir/$m" "$np" "$bp" 0 true "$RMQ_SERVER" ;;
+    esac
+  done
+  printf 'NAMESRV_PORT=%s\nMEMBERS="%s"\nBROKER_PORTS=%s\nPAIR_SERVER=%s\nPAIR_VERSION=%s\n' \
+    "$np" "$members" "$bps" "$RMQ_SERVER" "$RMQ_VERSION" >"$dir/cluster.conf"
+  printf 'listenPort=%s\nbindAddress=127.0.0.1\n' "$np" >"$dir/namesrv.conf"
+  log "starting cluster '$name' ($RMQ_SERVER $RMQ_VERSION: name server 127.0.0.1:$np, brokers $(
+    for m in $members; do printf 'broker-%s ' "$m"; done
+  )on $bps)"
+  t0=$(now_ms)
+  start_namesrv "$name"
+  # The brokers start side by side; each waits until the name server routes it.
+  local pids=() rc=0
+  for m in $members; do
+    (start_broker "$name/$m" && log "broker-$m up in ${BROKER_SECS} s") &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || rc=1; done
+  if [[ $rc != 0 ]]; then
+    stop_cluster "$dir"
+    die "cluster '$name' did not start (logs in $dir)"
+  fi
+  log "cluster '$name' up in $(secs_since "$t0") s (name server ${NAMESRV_SECS} s)"
+  write_env_file
+  cmd_status_cluster "$name"
+}
+
+cmd_status_cluster() {
+  local name=$1 dir
+  dir=$(pair_dir "$name")
+  (
+    load_pair "$name"
+    local ns="stopped" line m pid st
+    pid=$(read_pid "$dir/namesrv.pid")
+    pid_alive "$pid" && ns="pid $pid"
+    line=$(printf '%-10s %s-%s cluster: name server 127.0.0.1:%s (%s)' "$name" "$PAIR_SERVER" "$PAIR_VERSION" "$NAMESRV_PORT" "$ns")
+    for m in $MEMBERS; do
+      (
+        load_pair "$name/$m"
+        pid=$(read_pid "$dir/$m/broker.pid")
+        st="stopped"
+        if pid_alive "$pid"; then
+          st="pid $pid"
+          [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" == T* ]] && st+=", paused"
+        fi
+        printf ', broker-%s 127.0.0.1:%s (%s)' "$m" "$BROKER_PORT" "$st"
+      )
+    done | { printf '%s' "$line"; cat; echo; }
+  )
+}
+
+cmd_broker_signal() { # STOP|CONT N/a
+  local sig=$1 name=${2:?broker-pause/broker-resume need a broker (N/a)} pid
+  load_pair "$name"
+  pid=$(read_pid "$(pair_dir "$name")/broker.pid")
+  pid_alive "$pid" || die "broker $name is not running"
+  kill "-$sig" "$pid"
+  log "broker $name (pid $pid) sent SIG$sig"
+}
+
+# remoting_json PORT CODE EXTFIELDS_JSON: one JSON-header remoting request; prints the reply.
+remoting_json() {
+  local hdr
+  hdr="{\"code\":$2,\"language\":\"JAVA\",\"version\":401,\"opaque\":1,\"flag\":0,\"extFields\":$3,\"serializeTypeCurrentRPC\":\"JSON\"}"
+  (
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf '%b%s' "$(be32 $((${#hdr} + 4)))$(be32 ${#hdr})" "$hdr" >&3
+    timeout 5 dd bs=8192 count=1 <&3 2>/dev/null | tr -d '\000'
+  ) 2>/dev/null
+}
+
+# route_brokers PORT TOPIC: the broker names the name server on PORT routes TOPIC to, sorted.
+route_brokers() {
+  remoting_json "$1" 105 "{\"topic\":\"$2\"}" | grep -o '"brokerName":"[^"]*"' | cut -d'"' -f4 | sort -u | tr '\n' ' ' | sed 's/ $//'
+}
+
+cmd_topic_create() {
+  local name=${1:?topic-create needs a cluster name} topic=${2:?topic-create needs a topic} queues=4
+  shift 2
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --queues) queues=${2:?--queues needs a value}; shift 2 ;;
+    *) die "topic-create: unknown option $1" ;;
+    esac
+  done
+  [[ "$topic" =~ ^[A-Za-z0-9_%|-]+$ ]] || die "topic '$topic': letters, digits, _ - % | only"
+  [[ "$queues" =~ ^[0-9]+$ ]] || die "--queues: a number"
+  local dir m want="" reply i got
+  dir=$(pair_dir "$name")
+  [[ -f "$dir/cluster.conf" ]] || die "no cluster named '$name'"
+  load_pair "$name"
+  local ns=$NAMESRV_PORT
+  for m in $MEMBERS; do
+    want+="${want:+ }broker-$m"
+    (
+      load_pair "$name/$m"
+      # UPDATE_AND_CREATE_TOPIC (17), what `mqadmin updateTopic -b` sends; perm 6 = read + write.
+      reply=$(remoting_json "$BROKER_PORT" 17 "{\"topic\":\"$topic\",\"defaultTopic\":\"TBW102\",\"readQueueNums\":\"$queues\",\"writeQueueNums\":\"$queues\",\"perm\":\"6\",\"topicFilterType\":\"SINGLE_TAG\",\"topicSysFlag\":\"0\",\"order\":\"false\"}")
+      [[ "$reply" == *'"code":0,'* ]] || die "broker-$m (127.0.0.1:$BROKER_PORT) did not create $topic: ${reply:0:300}"
+    ) || exit 1
+  done
+  for ((i = 0; i < 150; i++)); do
+    got=$(route_brokers "$ns" "$topic")
+    [[ "$got" == "$want" ]] && break
+    sleep 0.1
+  done
+  [[ "$got" == "$want" ]] || die "topic $topic created, but the name server routes it to '${got}', not '$want'"
+  log "topic $topic ($queues queues) on $want"
+}
+
+cmd_route() {
+  local name=${1:?route needs a cluster name} topic=${2:?route needs a topic}
+  load_pair "$name"
+  local got
+  got=$(route_brokers "$NAMESRV_PORT" "$topic") || true
+  [[ -n "$got" ]] || die "the name server 127.0.0.1:$NAMESRV_PORT has no route for $topic"
+  echo "$got"
 }
 
 main() {
@@ -641,6 +880,11 @@ main() {
   status) cmd_status ;;
   broker-stop) cmd_broker_stop "$@" ;;
   broker-start) cmd_broker_start "$@" ;;
+  broker-pause) cmd_broker_signal STOP "$@" ;;
+  broker-resume) cmd_broker_signal CONT "$@" ;;
+  start-cluster) cmd_start_cluster "$@" ;;
+  topic-create) cmd_topic_create "$@" ;;
+  route) cmd_route "$@" ;;
   env) [[ -f "$ENV_FILE" ]] && cat "$ENV_FILE" || die "no env file yet (start a pair first)" ;;
   -h | --help | help) usage ;;
   *) usage >&2; exit 2 ;;

@@ -7,11 +7,13 @@
 # 2. runs the Aliyun MQ HTTP emulator fidelity proof with the official Python and Node SDKs
 #    (installed into .tools/ on first run);
 # 3. lints and validates the deploy/ manifests (yamllint, kubernetes-validate in .tools/);
-# 4. runs `cargo test` (unit, integration and doc tests) with the servers' addresses exported;
+# 4. runs `cargo test` (unit, integration and doc tests) with the servers' addresses exported,
+#    and for its duration a two-broker cluster (name server 31876, broker-a 32911, broker-b 33911:
+#    tests/tcp_cluster.rs SIGKILLs and SIGSTOPs its brokers);
 # 5. runs the end-to-end suite under the real daprd (scripts/dapr-e2e.sh: builds daprd from Go
 #    modules once per version, ~10-17 min cold, and installs the Dapr Python SDK into .tools/);
 # 6. runs the benchmark in smoke mode (seconds; numbers are not judged);
-# 7. stops the servers, also on failure.
+# 7. stops the servers (pairs and cluster), also on failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -33,8 +35,15 @@ scripts/demo.sh
 echo "== Aliyun MQ HTTP emulator: official SDK fidelity"
 scripts/http-sdk-fidelity.sh
 
-echo "== cargo test"
+echo "== cargo test (with the two-broker cluster of tests/tcp_cluster.rs)"
+scripts/rocketmq-local.sh start-cluster
+set -a
+# shellcheck disable=SC1090
+eval "$(scripts/rocketmq-local.sh env)"
+set +a
 cargo test --locked "$@"
+scripts/rocketmq-local.sh stop --name cluster
+unset ROCKETMQ_CLUSTER_NAMESRV ROCKETMQ_CLUSTER_NAME ROCKETMQ_CLUSTER_BROKERS
 
 echo "== Apache RocketMQ 4.9.7 compatibility subset (tcp_transport against the 4.x Java servers)"
 scripts/rocketmq-4x-subset.sh

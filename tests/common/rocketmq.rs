@@ -27,7 +27,7 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/rocketmq-local.sh")
 }
 
-fn run_script(args: &[&str]) -> Result<String, String> {
+pub fn run_script(args: &[&str]) -> Result<String, String> {
     let out = Command::new("bash")
         .arg(script())
         .args(args)
