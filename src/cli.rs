@@ -127,6 +127,20 @@ struct ServeArgs {
     /// Read starts a consumer again.
     #[arg(long, env = "ROCKETMQ_BINDING_INPUT_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     input_idle_timeout: Duration,
+    /// Connections open at once on the socket; one more is closed at once and logged (daprd
+    /// opens a handful per daemon).
+    #[arg(long, env = "ROCKETMQ_BINDING_MAX_CONNECTIONS", default_value_t = daemon::DEFAULT_MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    max_connections: u32,
+    /// A socket connection from which nothing was read for this long is closed (live
+    /// daprd connections answer the daemon's HTTP/2 keepalive pings every 30 s).
+    #[arg(long, env = "ROCKETMQ_BINDING_CONN_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    conn_idle_timeout: Duration,
+    /// Component instances (inputs plus outputs) one daemon holds; an Init beyond fails with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "ROCKETMQ_BINDING_MAX_INSTANCES", default_value_t = crate::dapr::instances::DEFAULT_MAX_INSTANCES as u32,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_instances: u32,
     /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` on this address (off unless set),
     /// e.g. 127.0.0.1:9464.
     #[arg(long, env = "ROCKETMQ_BINDING_METRICS_ADDR")]
@@ -233,6 +247,9 @@ async fn serve(socket: SocketArgs, args: ServeArgs) -> ExitCode {
             shutdown_timeout: args.shutdown_timeout,
             metrics_addr: args.metrics_addr,
             input_idle_timeout: args.input_idle_timeout,
+            max_connections: args.max_connections as usize,
+            conn_idle_timeout: args.conn_idle_timeout,
+            max_instances: args.max_instances as usize,
         },
         signal,
     )

@@ -5,6 +5,22 @@
 //! contacted when daprd calls Init. The server carries `InputBinding`, `OutputBinding`,
 //! gRPC reflection v1alpha (what daprd's discovery uses) and v1, and `grpc.health.v1`.
 //!
+//! # Connections
+//!
+//! Nothing a client on the socket does may take the daemon down or starve daprd:
+//! - at most [`ServeOptions::max_connections`] connections are open at once (flag
+//!   `--max-connections`, default [`DEFAULT_MAX_CONNECTIONS`]); one beyond is closed at once
+//!   and logged;
+//! - an accept error (the fd limit: `EMFILE`) is logged and retried after a growing pause
+//!   (10 ms doubling to 1 s) instead of spinning a core;
+//! - HTTP/2 keepalive pings every [`KEEPALIVE_INTERVAL`] (or a quarter of the idle timeout
+//!   when that is shorter); a peer that does not answer within [`KEEPALIVE_TIMEOUT`] (same
+//!   rule) is dropped;
+//! - a connection from which nothing was read for [`ServeOptions::conn_idle_timeout`] (flag
+//!   `--conn-idle-timeout`, default [`DEFAULT_CONN_IDLE_TIMEOUT`]) is closed: a live HTTP/2
+//!   peer answers the keepalive pings, so only abandoned ones (never sent a preface, stopped
+//!   reading) reach it.
+//!
 //! Shutdown (SIGTERM/SIGINT, or the future passed to [`serve`]): health flips to
 //! NOT_SERVING, Read streams stop pulling and wait up to the drain timeout for in-flight
 //! acks, release the rest and end; then producers and consumers close and the socket file
@@ -17,10 +33,12 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
+
+use tokio::time::Instant;
 
 use std::{
     pin::Pin,
@@ -33,7 +51,6 @@ use tokio::{
     net::{UnixListener, UnixStream},
     sync::mpsc,
 };
-use tokio_stream::{StreamExt, wrappers::UnixListenerStream};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::transport::{Channel, Endpoint, Server, server::Connected};
 use tower::service_fn;
@@ -41,7 +58,7 @@ use tower::service_fn;
 use crate::{
     dapr::{
         input::{InputService, Lifecycle},
-        instances::{ConnId, DEFAULT_INPUT_IDLE_TIMEOUT, Instances},
+        instances::{ConnId, DEFAULT_INPUT_IDLE_TIMEOUT, DEFAULT_MAX_INSTANCES, Instances},
         output::OutputService,
         proto::{
             self, input_binding_server::InputBindingServer,
@@ -64,6 +81,19 @@ pub const SOCKET_FOLDER_ENV: [&str; 3] = [
 ];
 /// Largest `InvokeRequest` accepted (RocketMQ's default body limit is 4 MiB; leave room).
 pub const MAX_DECODING_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+/// Default of [`ServeOptions::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Default of [`ServeOptions::conn_idle_timeout`].
+pub const DEFAULT_CONN_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Interval of the server's HTTP/2 keepalive pings.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a keepalive ping may go unanswered before the connection is dropped.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// First pause after an accept error; doubles up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Repeated accept errors / refused connections are logged at most this often.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Daemon startup and serving failures.
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +238,12 @@ pub struct ServeOptions {
     pub metrics_addr: Option<SocketAddr>,
     /// How long an input instance keeps its consumer while no Read stream is open.
     pub input_idle_timeout: Duration,
+    /// Connections open at once on the socket (module docs).
+    pub max_connections: usize,
+    /// A connection with nothing read for this long is closed (module docs).
+    pub conn_idle_timeout: Duration,
+    /// Component instances (inputs plus outputs) the daemon holds at once.
+    pub max_instances: usize,
 }
 
 impl Default for ServeOptions {
@@ -216,6 +252,9 @@ impl Default for ServeOptions {
             shutdown_timeout: Duration::from_secs(20),
             metrics_addr: None,
             input_idle_timeout: DEFAULT_INPUT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            conn_idle_timeout: DEFAULT_CONN_IDLE_TIMEOUT,
+            max_instances: DEFAULT_MAX_INSTANCES,
         }
     }
 }
@@ -227,10 +266,18 @@ struct TrackedConn {
     io: UnixStream,
     id: ConnId,
     ended: mpsc::UnboundedSender<ConnId>,
+    /// Open connections (this one included).
+    open: Arc<AtomicUsize>,
+    /// When something was last read.
+    last_read: Instant,
+    idle_after: Duration,
+    /// Fires at `last_read + idle_after` at the earliest (re-armed lazily).
+    idle: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Drop for TrackedConn {
     fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
         let _ = self.ended.send(self.id);
     }
 }
@@ -248,7 +295,32 @@ impl AsyncRead for TrackedConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    this.last_read = Instant::now();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                // The timer is re-armed only when it fires early, not on every read.
+                while this.idle.as_mut().poll(cx).is_ready() {
+                    let due = this.last_read + this.idle_after;
+                    if Instant::now() >= due {
+                        tracing::info!(
+                            connection = this.id.0,
+                            idle = ?this.idle_after,
+                            "closing a connection nothing was read from"
+                        );
+                        return Poll::Ready(Ok(()));
+                    }
+                    this.idle.as_mut().reset(due);
+                }
+                Poll::Pending
+            }
+        }
     }
 }
 
@@ -334,10 +406,88 @@ async fn serve_metrics(
     Ok(local)
 }
 
-/// The accepted connections, each numbered; a task tells `instances` when one ends.
+/// What the accept loop keeps between connections.
+struct Acceptor {
+    listener: UnixListener,
+    next: u64,
+    ended: mpsc::UnboundedSender<ConnId>,
+    open: Arc<AtomicUsize>,
+    max: usize,
+    idle_after: Duration,
+    backoff: Duration,
+    last_log: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Acceptor {
+    /// Whether to log now (at most every [`ACCEPT_LOG_EVERY`]); counts what it suppresses.
+    fn log_now(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .last_log
+            .is_some_and(|t| now.duration_since(t) < ACCEPT_LOG_EVERY)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last_log = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+
+    async fn next_conn(&mut self) -> TrackedConn {
+        loop {
+            match self.listener.accept().await {
+                Ok((io, _)) => {
+                    self.backoff = ACCEPT_BACKOFF_MIN;
+                    let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+                    if open > self.max {
+                        self.open.fetch_sub(1, Ordering::Relaxed);
+                        drop(io);
+                        if let Some(more) = self.log_now() {
+                            tracing::warn!(
+                                max_connections = self.max,
+                                refused_since_last_log = more,
+                                "connection refused: the socket has --max-connections open"
+                            );
+                        }
+                        continue;
+                    }
+                    self.next += 1;
+                    return TrackedConn {
+                        io,
+                        id: ConnId(self.next),
+                        ended: self.ended.clone(),
+                        open: self.open.clone(),
+                        last_read: Instant::now(),
+                        idle_after: self.idle_after,
+                        idle: Box::pin(tokio::time::sleep(self.idle_after)),
+                    };
+                }
+                Err(e) => {
+                    if let Some(more) = self.log_now() {
+                        tracing::warn!(
+                            error = %e,
+                            retry_in = ?self.backoff,
+                            failed_since_last_log = more,
+                            open_connections = self.open.load(Ordering::Relaxed),
+                            "accept failed (file descriptor limit?); pausing"
+                        );
+                    }
+                    tokio::time::sleep(self.backoff).await;
+                    self.backoff = (self.backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                }
+            }
+        }
+    }
+}
+
+/// The accepted connections, each numbered and counted, with the limits of the module docs;
+/// a task tells `instances` when one ends.
 fn tracked(
     listener: UnixListener,
     instances: Arc<Instances>,
+    max_connections: usize,
+    conn_idle_timeout: Duration,
 ) -> impl tokio_stream::Stream<Item = std::io::Result<TrackedConn>> {
     let (ended, mut ends) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -345,16 +495,20 @@ fn tracked(
             instances.connection_closed(id).await;
         }
     });
-    let mut next = 0u64;
-    UnixListenerStream::new(listener).map(move |r| {
-        r.map(|io| {
-            next += 1;
-            TrackedConn {
-                io,
-                id: ConnId(next),
-                ended: ended.clone(),
-            }
-        })
+    let acceptor = Acceptor {
+        listener,
+        next: 0,
+        ended,
+        open: Arc::new(AtomicUsize::new(0)),
+        max: max_connections.max(1),
+        idle_after: conn_idle_timeout,
+        backoff: ACCEPT_BACKOFF_MIN,
+        last_log: None,
+        suppressed: 0,
+    };
+    futures::stream::unfold(acceptor, |mut a| async move {
+        let conn = a.next_conn().await;
+        Some((Ok(conn), a))
     })
 }
 
@@ -372,7 +526,9 @@ pub async fn serve(
     if let Some(addr) = opts.metrics_addr {
         serve_metrics(addr, ready.clone(), metrics_stop.clone()).await?;
     }
-    let instances = Arc::new(Instances::new(connector, opts.input_idle_timeout));
+    let instances = Arc::new(
+        Instances::new(connector, opts.input_idle_timeout).with_max_instances(opts.max_instances),
+    );
     let life = Lifecycle {
         shutdown: CancellationToken::new(),
         drain_timeout: opts.shutdown_timeout,
@@ -402,13 +558,20 @@ pub async fn serve(
 
     let server_stop = CancellationToken::new();
     let server = Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL.min(opts.conn_idle_timeout / 4)))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT.min(opts.conn_idle_timeout / 4)))
         .add_service(input)
         .add_service(output)
         .add_service(health_service)
         .add_service(reflection_v1alpha)
         .add_service(reflection_v1)
         .serve_with_incoming_shutdown(
-            tracked(listener, instances.clone()),
+            tracked(
+                listener,
+                instances.clone(),
+                opts.max_connections,
+                opts.conn_idle_timeout,
+            ),
             server_stop.clone().cancelled_owned(),
         );
     let mut server = tokio::spawn(server);

@@ -34,6 +34,12 @@ pub enum Error {
         address: String,
         after: std::time::Duration,
     },
+    /// Init would create more instances than `--max-instances` allows.
+    #[error(
+        "this daemon already holds {max} component instances (--max-instances, env \
+         ROCKETMQ_BINDING_MAX_INSTANCES); raise it or run another daemon"
+    )]
+    TooManyInstances { max: usize },
     /// The daemon is shutting down.
     #[error("the binding daemon is shutting down")]
     ShuttingDown,
@@ -48,6 +54,7 @@ impl From<Error> for Status {
             Error::Metadata(_) | Error::UnsupportedOperation { .. } => Code::InvalidArgument,
             Error::NotInitialised { .. } => Code::FailedPrecondition,
             Error::InitTimeout { .. } | Error::ShuttingDown => Code::Unavailable,
+            Error::TooManyInstances { .. } => Code::ResourceExhausted,
             Error::Transport(t) => match t {
                 TransportError::Unavailable { .. } => Code::Unavailable,
                 TransportError::Timeout { .. } => Code::DeadlineExceeded,

@@ -510,3 +510,139 @@ async fn hostile_values_are_cut_escaped_and_redacted() {
         "a log line longer than 20 KiB"
     );
 }
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Issue 13, item 3: at the fd limit the accept loop backs off and logs instead of spinning,
+/// and a well-behaved client is served once descriptors free up; beyond --max-connections a
+/// connection is closed at once; an abandoned connection is closed after --conn-idle-timeout
+/// while a live idle client (answering keepalive pings) keeps working.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_are_bounded_backed_off_and_reaped() {
+    use std::os::unix::net::UnixStream;
+
+    // The fd limit.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "ulimit -n 64 && exec {BIN} --socket-folder {} --max-connections 1000",
+            dir.path().display()
+        ))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let d = Daemon::spawn(cmd, sock(dir.path()));
+    let pid = d.child.id();
+    let mut idle: Vec<UnixStream> = (0..100)
+        .map(|_| UnixStream::connect(&d.socket).unwrap())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu0 = cpu_seconds(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let busy = cpu_seconds(pid) - cpu0;
+    assert!(
+        busy < 0.4,
+        "daemon used {busy:.2} s of CPU in 2 s at the fd limit"
+    );
+    idle.truncate(10);
+    let t = Instant::now();
+    let c = tokio::time::timeout(Duration::from_secs(5), Daprd::connect(&d.socket))
+        .await
+        .expect("a client is served once descriptors are free");
+    assert!(!c.list_services_v1alpha().await.is_empty());
+    eprintln!("served {:?} after the fds were freed", t.elapsed());
+    drop(c);
+    drop(idle);
+    let (_, log) = tokio::task::spawn_blocking(move || d.terminate())
+        .await
+        .unwrap();
+    assert!(log.contains("accept failed"), "{log}");
+    assert!(
+        log.matches("accept failed").count() <= 2,
+        "accept errors are rate-limited in the log"
+    );
+
+    // --max-connections and --conn-idle-timeout.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command();
+    cmd.arg("--socket-folder").arg(dir.path()).args([
+        "--max-connections",
+        "4",
+        "--conn-idle-timeout",
+        "2s",
+    ]);
+    let d = Daemon::spawn(cmd, sock(dir.path()));
+    let live = Daprd::connect(&d.socket).await;
+    assert!(!live.list_services_v1alpha().await.is_empty());
+    let raw: Vec<UnixStream> = (0..5)
+        .map(|_| UnixStream::connect(&d.socket).unwrap())
+        .collect();
+    let closed_within = |s: &UnixStream, limit: Duration| {
+        s.set_read_timeout(Some(limit)).unwrap();
+        let mut b = [0u8; 64];
+        let t = Instant::now();
+        loop {
+            match (&*s).read(&mut b) {
+                Ok(0) => return Some(t.elapsed()),
+                Ok(_) => continue, // server preface / settings
+                Err(_) => return None,
+            }
+        }
+    };
+    // 1 live + 5 raw > 4: at least two raw ones are closed at once.
+    let refused = raw
+        .iter()
+        .filter(|s| closed_within(s, Duration::from_millis(300)).is_some())
+        .count();
+    assert!(refused >= 2, "{refused} connections refused");
+    // The accepted raw ones never speak: closed after the idle timeout.
+    for s in &raw {
+        let after = closed_within(s, Duration::from_secs(5));
+        assert!(after.is_some(), "an abandoned connection stayed open");
+    }
+    // The live client stayed idle past the timeout but answered keepalive pings.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!live.list_services_v1alpha().await.is_empty());
+    drop(live);
+    let (_, log) = tokio::task::spawn_blocking(move || d.terminate())
+        .await
+        .unwrap();
+    assert!(log.contains("connection refused"), "{log}");
+    assert!(
+        log.contains("closing a connection nothing was read from"),
+        "{log}"
+    );
+}
+
+/// Issue 13, item 8: --max-instances caps distinct instances; re-Init of an existing one is
+/// always allowed.
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_are_capped_by_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command();
+    cmd.arg("--socket-folder")
+        .arg(dir.path())
+        .args(["--max-instances", "3"]);
+    let d = Daemon::spawn(cmd, sock(dir.path()));
+    let c = Daprd::connect(&d.socket).await;
+    let ns = rocketmq::namesrv();
+    let p = props(&[("nameServer", &ns), ("topics", "cap-t")]);
+    c.init_output("a", p.clone()).await.unwrap();
+    c.init_input("a", p.clone()).await.unwrap();
+    c.init_output("b", p.clone()).await.unwrap();
+    let e = c.init_output("c", p.clone()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{}", e.message());
+    assert!(e.message().contains("--max-instances"), "{}", e.message());
+    c.init_output("a", p.clone()).await.unwrap();
+    c.init_input("a", p).await.unwrap();
+    drop(c);
+    let _ = tokio::task::spawn_blocking(move || d.terminate()).await;
+}

@@ -45,6 +45,9 @@ pub const INIT_PROBE_BUDGET: Duration = Duration::from_millis(3500);
 
 /// How long an input instance keeps its consumer with no Read stream open, by default.
 pub const DEFAULT_INPUT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of the `--max-instances` limit: Component instances (inputs plus outputs, dormant
+/// ones included) one daemon holds. Measured cost: see the README's Reliability section.
+pub const DEFAULT_MAX_INSTANCES: usize = 256;
 
 /// The socket connection a request came on, numbered by the daemon in accept order
 /// (daprd dials one connection per Component and direction).
@@ -249,6 +252,8 @@ pub struct Instances {
     dormant_outputs: std::sync::Mutex<HashMap<String, Arc<Settings>>>,
     /// How long an input keeps its consumer without a Read stream.
     input_idle: Duration,
+    /// Instances (inputs + outputs, dormant included) held at once.
+    max_instances: usize,
 }
 
 impl Instances {
@@ -262,6 +267,38 @@ impl Instances {
             dormant: std::sync::Mutex::new(HashMap::new()),
             dormant_outputs: std::sync::Mutex::new(HashMap::new()),
             input_idle,
+            max_instances: DEFAULT_MAX_INSTANCES,
+        }
+    }
+
+    /// Sets how many instances (inputs plus outputs, dormant ones included) may exist at once;
+    /// an Init that would add one more fails with `RESOURCE_EXHAUSTED`.
+    pub fn with_max_instances(mut self, max: usize) -> Self {
+        self.max_instances = max.max(1);
+        self
+    }
+
+    /// Instances held now, dormant ones included.
+    pub fn count(&self) -> usize {
+        let dormant = self.dormant.lock().map(|d| d.len()).unwrap_or(0)
+            + self.dormant_outputs.lock().map(|d| d.len()).unwrap_or(0);
+        self.inputs.len() + self.outputs.len() + dormant
+    }
+
+    /// Whether `name` exists in `role` (live or dormant): its re-Init adds nothing.
+    fn exists(&self, name: &str, role: Role) -> bool {
+        match role {
+            Role::Input => {
+                self.inputs.get(name).is_some()
+                    || self.dormant.lock().is_ok_and(|d| d.contains_key(name))
+            }
+            Role::Output => {
+                self.outputs.get(name).is_some()
+                    || self
+                        .dormant_outputs
+                        .lock()
+                        .is_ok_and(|d| d.contains_key(name))
+            }
         }
     }
 
@@ -273,6 +310,11 @@ impl Instances {
         role: Role,
     ) -> Result<Common, Error> {
         let settings = Arc::new(Settings::decode(properties, role)?);
+        if !self.exists(name, role) && self.count() >= self.max_instances {
+            return Err(Error::TooManyInstances {
+                max: self.max_instances,
+            });
+        }
         if !settings.ignored_keys.is_empty() {
             tracing::debug!(instance = name, %role, keys = ?settings.ignored_keys, "ignoring metadata keys this binding does not use");
         }

@@ -24,6 +24,20 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
+/// Largest response body read for a publish, an ack or an error (they are a few hundred bytes).
+pub const MAX_SMALL_RESPONSE: usize = 1024 * 1024;
+
+/// Largest message body the Aliyun MQ HTTP API carries (4 MiB), as it appears in a consume
+/// response: base64 (4/3) plus room for its properties and XML.
+pub const MAX_MESSAGE_IN_RESPONSE: usize = 4 * 1024 * 1024 / 3 * 4 + 64 * 1024;
+
+/// Largest consume response read for `numOfMessages = batch`: `batch` maximal messages plus
+/// 64 KiB. A longer body is cut off there and the poll fails (nothing is acked, so the
+/// messages come back after their invisibility time).
+pub fn consume_response_cap(batch: u32) -> usize {
+    batch.max(1) as usize * MAX_MESSAGE_IN_RESPONSE + 64 * 1024
+}
+
 /// How a request failed, before mapping to [`TransportError`].
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -224,6 +238,7 @@ impl Client {
         target: &str,
         body: String,
         timeout: Duration,
+        max_response: usize,
     ) -> Result<(StatusCode, String), ApiError> {
         let url = Url::parse(&format!("{}{}", self.endpoint, target))
             .map_err(|e| ApiError::Connect(format!("bad request URL: {e}")))?;
@@ -262,9 +277,29 @@ impl Client {
         if let Some(token) = &self.creds.security_token {
             req = req.header("security-token", sensitive(token.expose_secret())?);
         }
-        let resp = req.send().await.map_err(|e| classify(e, timeout))?;
+        let mut resp = req.send().await.map_err(|e| classify(e, timeout))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| classify(e, timeout))?;
+        let too_big = |n: u64| ApiError::Protocol {
+            status: status.as_u16(),
+            reason: format!(
+                "response body of {n} bytes or more; at most {max_response} are read for this request"
+            ),
+        };
+        if let Some(n) = resp.content_length().filter(|n| *n > max_response as u64) {
+            return Err(too_big(n));
+        }
+        // Streamed under the cap: a body without (or lying about) Content-Length stops there.
+        let mut raw: Vec<u8> = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| classify(e, timeout))? {
+            if raw.len() + chunk.len() > max_response {
+                return Err(too_big((raw.len() + chunk.len()) as u64));
+            }
+            raw.extend_from_slice(&chunk);
+        }
+        let text = match String::from_utf8(raw) {
+            Ok(t) => t,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
         Ok((status, text))
     }
 
@@ -281,7 +316,13 @@ impl Client {
             target.push_str(&esc(ns));
         }
         let (status, body) = self
-            .call(Method::POST, &target, msg.to_xml(), timeout)
+            .call(
+                Method::POST,
+                &target,
+                msg.to_xml(),
+                timeout,
+                MAX_SMALL_RESPONSE,
+            )
             .await?;
         if status.is_success() {
             return PublishResult::from_xml(&body).map_err(|e| ApiError::Protocol {
@@ -299,10 +340,8 @@ impl Client {
             q.push_str("&trans=order");
         }
         self.ns_param(&mut q);
-        q.push_str(&format!(
-            "&numOfMessages={}",
-            p.batch.clamp(1, protocol::MAX_BATCH)
-        ));
+        let batch = p.batch.clamp(1, protocol::MAX_BATCH);
+        q.push_str(&format!("&numOfMessages={batch}"));
         let wait = p.wait_seconds.min(protocol::MAX_WAIT_SECONDS);
         if wait > 0 {
             q.push_str(&format!("&waitseconds={wait}"));
@@ -314,7 +353,13 @@ impl Client {
         let target = format!("/topics/{}/messages?{q}", p.topic);
         let timeout = Duration::from_secs(u64::from(wait) + 5);
         let (status, body) = self
-            .call(Method::GET, &target, String::new(), timeout)
+            .call(
+                Method::GET,
+                &target,
+                String::new(),
+                timeout,
+                consume_response_cap(batch),
+            )
             .await?;
         if status.is_success() {
             return protocol::messages_from_xml(&body).map_err(|e| ApiError::Protocol {
@@ -342,7 +387,9 @@ impl Client {
         self.ns_param(&mut q);
         let target = format!("/topics/{topic}/messages?{q}");
         let body = protocol::receipt_handles_to_xml(handles);
-        let (status, text) = self.call(Method::DELETE, &target, body, timeout).await?;
+        let (status, text) = self
+            .call(Method::DELETE, &target, body, timeout, MAX_SMALL_RESPONSE)
+            .await?;
         if status.is_success() {
             return Ok(AckOutcome::default());
         }
