@@ -646,3 +646,80 @@ async fn instances_are_capped_by_the_flag() {
     drop(c);
     let _ = tokio::task::spawn_blocking(move || d.terminate()).await;
 }
+
+/// Issue 13, item 7: a `nameServer` that is not a name server fails Init, saying what it is:
+/// a broker port (speaks remoting, does not serve routes), a socket that accepts and hangs,
+/// a server that answers something else.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_fails_when_the_name_server_is_not_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command();
+    cmd.arg("--socket-folder").arg(dir.path());
+    let d = Daemon::spawn(cmd, sock(dir.path()));
+    let c = Daprd::connect(&d.socket).await;
+    let ns = rocketmq::namesrv();
+    // The broker of the shared pair, from the script's status table.
+    let status = rocketmq::run_script(&["status"]).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.contains(&format!("name server {ns} ")))
+        .unwrap_or_else(|| panic!("no pair with {ns} in:\n{status}"));
+    let broker = line
+        .split("broker ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let garbage = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let garbage_addr = garbage.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut s, _)) = garbage.accept().await {
+            let _ = s
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let cases = [
+        (broker.clone(), "a broker port, not a name server"),
+        (
+            hang.local_addr().unwrap().to_string(),
+            "no remoting answer within",
+        ),
+        (garbage_addr, "not RocketMQ remoting"),
+    ];
+    for (addr, why) in cases {
+        for role in ["input", "output"] {
+            let p = props(&[("nameServer", &addr), ("topics", "probe-t")]);
+            let t = Instant::now();
+            let e = match role {
+                "input" => c.init_input("probe", p).await,
+                _ => c.init_output("probe", p).await,
+            }
+            .unwrap_err();
+            assert_eq!(
+                e.code(),
+                tonic::Code::Unavailable,
+                "{addr}: {}",
+                e.message()
+            );
+            assert!(
+                e.message().contains(why),
+                "{addr} ({role}): {}",
+                e.message()
+            );
+            assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        }
+    }
+    // The real name server still passes.
+    c.init_output(
+        "probe",
+        props(&[("nameServer", &ns), ("topics", "probe-t")]),
+    )
+    .await
+    .unwrap();
+    drop(c);
+    let _ = tokio::task::spawn_blocking(move || d.terminate()).await;
+}
