@@ -723,3 +723,82 @@ async fn init_fails_when_the_name_server_is_not_one() {
     drop(c);
     let _ = tokio::task::spawn_blocking(move || d.terminate()).await;
 }
+
+fn rss_kib_and_fds(pid: u32) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    (rss, fds)
+}
+
+/// The cost of one Component instance (issue 13, item 8), measured: N outputs (producer
+/// started at Init) and N inputs with an open Read stream (consumer running). Prints the RSS
+/// and fd deltas; a measurement, not a check, so it is `#[ignore]`d:
+/// `cargo test --test binary -- --ignored --nocapture instance_cost`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn instance_cost() {
+    let n: usize = std::env::var("INSTANCES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command();
+    cmd.arg("--socket-folder")
+        .arg(dir.path())
+        .args(["--max-instances", "10000"])
+        .env("RUST_LOG", "warn");
+    let d = Daemon::spawn(cmd, sock(dir.path()));
+    let pid = d.child.id();
+    let c = Daprd::connect(&d.socket).await;
+    let ns = rocketmq::namesrv();
+    let topic = rocketmq::unique("cost");
+    c.init_output("warm", props(&[("nameServer", &ns), ("topics", &topic)]))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (rss0, fds0) = rss_kib_and_fds(pid);
+    for i in 0..n {
+        c.init_output(
+            &format!("out{i}"),
+            props(&[("nameServer", &ns), ("topics", &topic)]),
+        )
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (rss1, fds1) = rss_kib_and_fds(pid);
+    let mut streams = Vec::new();
+    for i in 0..n {
+        let name = format!("in{i}");
+        c.init_input(&name, props(&[("nameServer", &ns), ("topics", &topic)]))
+            .await
+            .unwrap();
+        streams.push(c.read(&name).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (rss2, fds2) = rss_kib_and_fds(pid);
+    eprintln!(
+        "INSTANCE COST: {n} outputs: +{} KiB RSS, +{} fds ({} KiB, {:.1} fds each); \
+         {n} inputs with a Read stream: +{} KiB RSS, +{} fds ({} KiB, {:.1} fds each)",
+        rss1 as i64 - rss0 as i64,
+        fds1 as i64 - fds0 as i64,
+        (rss1 as i64 - rss0 as i64) / n as i64,
+        (fds1 as f64 - fds0 as f64) / n as f64,
+        rss2 as i64 - rss1 as i64,
+        fds2 as i64 - fds1 as i64,
+        (rss2 as i64 - rss1 as i64) / n as i64,
+        (fds2 as f64 - fds1 as f64) / n as f64,
+    );
+    drop(streams);
+    drop(c);
+    let _ = tokio::task::spawn_blocking(move || d.terminate()).await;
+}
