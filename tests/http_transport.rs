@@ -69,8 +69,15 @@ fn msg(data: &[u8], md: &[(&str, &str)]) -> OutboundMessage {
     }
 }
 
+/// The next delivery, or None when nothing came within `within`. A closed sink panics: the
+/// transport must never close it (broker trouble is handled inside), so "nothing more arrived"
+/// cannot pass because it did.
 async fn next(rx: &mut mpsc::Receiver<Delivery>, within: Duration) -> Option<Delivery> {
-    tokio::time::timeout(within, rx.recv()).await.ok().flatten()
+    match tokio::time::timeout(within, rx.recv()).await {
+        Ok(Some(d)) => Some(d),
+        Ok(None) => panic!("the transport closed the delivery sink"),
+        Err(_) => None,
+    }
 }
 
 struct Pair {

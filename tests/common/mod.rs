@@ -203,18 +203,42 @@ impl Daprd {
 }
 
 /// One open Read stream.
+/// What [`ReadStream::next_or_end_within`] saw.
+#[derive(Debug)]
+pub enum Next {
+    /// A delivery.
+    Message(ReadResponse),
+    /// Nothing within the time.
+    Quiet,
+    /// The stream ended cleanly.
+    Ended,
+}
+
 pub struct ReadStream {
     pub acks: mpsc::Sender<ReadRequest>,
     pub messages: Streaming<ReadResponse>,
 }
 
 impl ReadStream {
-    /// The next message, or None if the stream ended / nothing arrived in `within`.
+    /// The next message, or None if nothing arrived in `within`. A stream that ends or fails
+    /// panics: "nothing more arrived" must not pass because the daemon closed the stream
+    /// (daprd's contract: a Read stream never ends on broker trouble). Tests that expect the
+    /// end use [`ReadStream::next_or_end_within`].
     pub async fn next_within(&mut self, within: Duration) -> Option<ReadResponse> {
+        match self.next_or_end_within(within).await {
+            Next::Message(m) => Some(m),
+            Next::Quiet => None,
+            Next::Ended => panic!("the read stream ended (expected messages or quiet)"),
+        }
+    }
+
+    /// The next message, quiet for `within`, or the end of the stream.
+    pub async fn next_or_end_within(&mut self, within: Duration) -> Next {
         match tokio::time::timeout(within, self.messages.message()).await {
-            Ok(Ok(m)) => m,
+            Ok(Ok(Some(m))) => Next::Message(m),
+            Ok(Ok(None)) => Next::Ended,
             Ok(Err(e)) => panic!("read stream failed: {e}"),
-            Err(_) => None,
+            Err(_) => Next::Quiet,
         }
     }
 
