@@ -86,8 +86,12 @@ result PASS "start aliyun-mq-emulator on $ADDR"
 ENDPOINT="http://$ADDR"
 
 # --- the SDK programs (each prints PASS/FAIL lines) ---
-run_program() { # name command...
-  local name="$1"; shift
+# Steps each program must report: a program that stops early (or skips a step) fails here
+# even if every line it printed was PASS.
+EXPECTED_PYTHON=11
+EXPECTED_NODE=8
+run_program() { # name expected-steps command...
+  local name="$1" expected="$2"; shift 2
   local out="$LOG_DIR/$name.out"
   "$@" >"$out" 2>"$LOG_DIR/$name.err"
   local rc=$?
@@ -102,10 +106,17 @@ run_program() { # name command...
     echo "--- $name stderr (last 40 lines) ---"
     tail -n 40 "$LOG_DIR/$name.err"
   fi
+  local reported
+  reported="$(grep -cE '^(PASS|FAIL) ' "$out")"
+  if [[ "$reported" -eq "$expected" ]]; then
+    result PASS "$name reported all $expected steps"
+  else
+    result FAIL "$name reported $reported of $expected steps"
+  fi
 }
 
-run_program python timeout 300 "$PY_DIR/bin/python" "$ROOT/scripts/sdk-fidelity/python_sdk.py" "$ENDPOINT" "$AK" "$SK" "$INVIS"
-NODE_PATH="$NODE_DIR/node_modules" run_program node timeout 300 node "$ROOT/scripts/sdk-fidelity/node_sdk.js" "$ENDPOINT" "$AK" "$SK" "$INVIS"
+run_program python "$EXPECTED_PYTHON" timeout 300 "$PY_DIR/bin/python" "$ROOT/scripts/sdk-fidelity/python_sdk.py" "$ENDPOINT" "$AK" "$SK" "$INVIS"
+NODE_PATH="$NODE_DIR/node_modules" run_program node "$EXPECTED_NODE" timeout 300 node "$ROOT/scripts/sdk-fidelity/node_sdk.js" "$ENDPOINT" "$AK" "$SK" "$INVIS"
 
 if kill -0 "$EMU_PID" 2>/dev/null; then
   result PASS "emulator still running after both SDK runs"
