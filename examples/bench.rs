@@ -1657,9 +1657,52 @@ async fn main() -> std::process::ExitCode {
         failed = true;
     }
     drop(started);
+    // A run that measured nothing must not pass: every failed send, timed-out load, error
+    // or empty run anywhere in the report fails the benchmark (CI's smoke run included).
+    let problems = unmeasured(&report, "");
+    for p in &problems {
+        eprintln!("bench: {p}");
+    }
+    failed |= !problems.is_empty();
     if failed {
         std::process::ExitCode::FAILURE
     } else {
         std::process::ExitCode::SUCCESS
     }
+}
+
+/// Every place in the report where a load failed: `error` entries, runs with failed sends, no
+/// successful send, or a timeout, and drains that timed out or saw no message.
+fn unmeasured(v: &Value, path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    match v {
+        Value::Object(m) => {
+            if let Some(e) = m.get("error") {
+                out.push(format!("{path}: error {e}"));
+            }
+            if let Some(n) = m.get("errors").and_then(Value::as_u64).filter(|n| *n > 0) {
+                out.push(format!("{path}: {n} failed sends"));
+            }
+            if m.get("ok").and_then(Value::as_u64) == Some(0) && m.contains_key("errors") {
+                out.push(format!("{path}: no successful send"));
+            }
+            if m.get("timed_out").and_then(Value::as_bool) == Some(true) {
+                out.push(format!("{path}: timed out"));
+            }
+            if m.get("messages").and_then(Value::as_u64) == Some(0) && m.contains_key("duplicates")
+            {
+                out.push(format!("{path}: no message consumed"));
+            }
+            for (k, x) in m {
+                out.extend(unmeasured(x, &format!("{path}.{k}")));
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                out.extend(unmeasured(x, &format!("{path}[{i}]")));
+            }
+        }
+        _ => {}
+    }
+    out
 }
