@@ -455,6 +455,19 @@ async fn finish(
             detail.join(" ")
         );
     }
+    // What the daemon logged (RUST_LOG=warn): distinct lines without their timestamps.
+    let log = std::fs::read_to_string(rig._dir.path().join("daemon.log")).unwrap_or_default();
+    let mut lines: BTreeMap<String, usize> = BTreeMap::new();
+    for l in log.lines() {
+        let l = l
+            .split_once(' ')
+            .map_or(l, |(_, rest)| rest)
+            .replace(&rig.topic, "<topic>");
+        *lines.entry(l.chars().take(240).collect()).or_default() += 1;
+    }
+    for (l, n) in lines.iter().take(8) {
+        println!("  daemon log {n} × {l}");
+    }
     if !lost.is_empty() {
         println!(
             "  lost (first 10): {:?}",
