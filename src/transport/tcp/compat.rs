@@ -83,7 +83,7 @@ impl RPCHook for CompatHook {
 /// Textual on purpose: every `BrokerData` has exactly one `brokerAddrs` key and no other part
 /// of `TopicRouteData` uses that name, and fastjson may write the broker-id keys of
 /// `brokerAddrs` unquoted (`{0:"host:port"}`), which a JSON parser would refuse.
-fn route_with_acting_master(body: &[u8]) -> Option<Bytes> {
+pub(super) fn route_with_acting_master(body: &[u8]) -> Option<Bytes> {
     const FIELD: &[u8] = b"\"enableActingMaster\"";
     const ADDRS: &[u8] = b"\"brokerAddrs\":";
     if find(body, FIELD).is_some() || find(body, ADDRS).is_none() {

@@ -69,6 +69,7 @@ pub mod host;
 mod input;
 pub mod names;
 mod output;
+pub mod probe;
 
 /// [`output::plan`] for the crate's cross-transport unit tests.
 #[cfg(test)]
@@ -91,6 +92,7 @@ use std::{
 use async_trait::async_trait;
 use rocketmq_client_rust::DefaultMQPushConsumer;
 use rocketmq_client_rust::{ClientConfig, DefaultMQProducer, MQPushConsumer, MessageSelector};
+use rocketmq_protocol::protocol::namespace_util::NamespaceUtil;
 use tokio::sync::{Mutex, RwLock, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -287,9 +289,31 @@ impl Transport for TcpTransport {
             return Err(TransportError::Closed);
         }
         let addrs = self.name_servers(DOMAIN_FETCH_TIMEOUT).await?;
-        names::probe_any(&addrs, PROBE_TIMEOUT).await?;
+        probe::probe_any(&addrs, PROBE_TIMEOUT).await?;
         if self.role == Role::Output {
             self.ensure_producer().await?;
+        }
+        if let (Role::Input, Some(sql)) = (self.role, self.settings.sql_filter.as_deref()) {
+            let ns = self
+                .settings
+                .instance_id
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_default();
+            let wrap = |r: &str| NamespaceUtil::wrap_namespace(ns, r).to_string();
+            let sub = probe::SqlSubscription {
+                name_servers: &addrs,
+                topics: self
+                    .settings
+                    .topics
+                    .iter()
+                    .map(|t| wrap(&t.topic))
+                    .collect(),
+                group: wrap(&input::consumer_group(&self.settings)),
+                expression: sql,
+                hook: acl::hook(&self.settings),
+            };
+            probe::check_sql92(&sub, PROBE_TIMEOUT).await?;
         }
         Ok(())
     }

@@ -1,11 +1,5 @@
-//! Name server addresses: the `nameServerDomain` lookup and the Init probe.
-//!
-//! The probe speaks RocketMQ remoting to each name server: it asks for the route of the
-//! default topic `TBW102` (what every client asks first) and expects a remoting response.
-//! A port that accepts and hangs, answers something else (an HTTP server) or is a broker
-//! (which answers "request code not supported") fails Init with a message saying which;
-//! any other response (route found, topic not found, no permission) proves a name server.
-//! A response frame is read up to [`PROBE_MAX_FRAME`] bytes.
+//! Name server addresses: the `nameServerDomain` lookup (the Init probe that speaks to them is
+//! [`super::probe`]).
 //!
 //! `nameServerDomain` works like rocketmq-client-go's `WithNameServerDomain` (HTTP resolver):
 //! the binding GETs the URL exactly as given and reads a body of `host:port` entries separated
@@ -15,14 +9,6 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
-use rocketmq_protocol::code::request_code::RequestCode;
-use rocketmq_protocol::code::response_code::ResponseCode;
-use rocketmq_protocol::protocol::header::client_request_header::GetRouteInfoRequestHeader;
-use rocketmq_protocol::protocol::remoting_command::RemotingCommand;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
 use crate::metadata::parse_name_servers;
 use crate::transport::TransportError;
 
@@ -31,9 +17,6 @@ pub const DOMAIN_FETCH_TIMEOUT_FULL: Duration = Duration::from_secs(10);
 
 /// Largest address-server response we read (the body is streamed and cut there).
 pub const MAX_BODY: usize = 64 * 1024;
-
-/// Largest response frame the Init probe reads from a name server.
-pub const PROBE_MAX_FRAME: usize = 1024 * 1024;
 
 /// GETs `url` and parses the body as a name server list.
 pub async fn fetch_name_servers(
@@ -103,85 +86,6 @@ pub fn parse_list(body: &str) -> Result<Vec<String>, String> {
     })
 }
 
-/// Succeeds when at least one name server answers the route request (module docs) within
-/// `timeout` (per address).
-pub async fn probe_any(addrs: &[String], timeout: Duration) -> Result<(), TransportError> {
-    let mut last = String::from("no name server configured");
-    for addr in addrs {
-        match tokio::time::timeout(timeout, probe_one(addr)).await {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => last = format!("{addr}: {e}"),
-            Err(_) => {
-                last = format!(
-                    "{addr}: no remoting answer within {timeout:?} (is it a RocketMQ name server?)"
-                )
-            }
-        }
-    }
-    Err(TransportError::Unavailable {
-        address: addrs.join(";"),
-        reason: format!("no name server reachable ({last})"),
-    })
-}
-
-/// One route request to one address; `Err` says what answered instead.
-async fn probe_one(addr: &str) -> Result<(), String> {
-    let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    const OPAQUE: i32 = 0x0b1d_0001;
-    let mut request = RemotingCommand::create_request_command(
-        RequestCode::GetRouteinfoByTopic,
-        GetRouteInfoRequestHeader::new("TBW102", Some(true)),
-    )
-    .set_opaque(OPAQUE);
-    let mut out = BytesMut::new();
-    request
-        .try_fast_header_encode(&mut out)
-        .map_err(|e| format!("cannot encode the probe: {e}"))?;
-    stream
-        .write_all(&out)
-        .await
-        .map_err(|e| format!("write failed: {e}"))?;
-    let mut buf = BytesMut::with_capacity(4096);
-    let response = loop {
-        match RemotingCommand::decode_with_max_frame_bytes(&mut buf, PROBE_MAX_FRAME) {
-            Ok(Some(cmd)) => break cmd,
-            Ok(None) => {}
-            Err(_) => return Err(not_remoting(&buf)),
-        }
-        let n = stream
-            .read_buf(&mut buf)
-            .await
-            .map_err(|e| format!("read failed: {e}"))?;
-        if n == 0 {
-            return Err(if buf.is_empty() {
-                "closed the connection without answering (is it a RocketMQ name server?)".into()
-            } else {
-                not_remoting(&buf)
-            });
-        }
-    };
-    if !response.is_response_type() || response.opaque() != OPAQUE {
-        return Err("answered with a remoting request, not a response to the probe".into());
-    }
-    if response.code() == i32::from(ResponseCode::RequestCodeNotSupported) {
-        return Err(
-            "speaks RocketMQ remoting but does not serve routes: a broker port, not a name server \
-             (the name server listens on 9876 by default)"
-                .into(),
-        );
-    }
-    Ok(())
-}
-
-fn not_remoting(buf: &[u8]) -> String {
-    let head = String::from_utf8_lossy(&buf[..buf.len().min(40)]).into_owned();
-    format!(
-        "answered {} — not RocketMQ remoting (an HTTP server? the Aliyun MQ HTTP endpoint \
-         goes into `endpoint` with accessProto http)",
-        crate::text::shown(&head)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,15 +99,5 @@ mod tests {
         assert_eq!(parse_list(" a:1 , http://b:2").unwrap(), vec!["a:1", "b:2"]);
         assert!(parse_list("").is_err());
         assert!(parse_list("<html>oops</html>").is_err());
-    }
-
-    #[tokio::test]
-    async fn probe_names_the_address() {
-        // Port 1 on loopback is closed.
-        let e = probe_any(&["127.0.0.1:1".into()], Duration::from_millis(500))
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("127.0.0.1:1"), "{e}");
     }
 }
