@@ -11,8 +11,8 @@
 //! Init now asks a broker of each subscribed topic to check the subscription
 //! (`CHECK_CLIENT_CONFIG`, what the Java push consumer does at start) and fails with the
 //! broker's own reason (an invalid expression, or a broker without `enablePropertyFilter`).
-//! A topic the name server has no route for yet cannot be checked and is left to the
-//! consumer. Requests are signed like the client's when an access key is set.
+//! A topic the name server has no route for yet, or a broker that does not implement the
+//! check, is left to the consumer. Requests are signed like the client's when an access key is set.
 //!
 //! Each exchange is one request on its own connection; a response frame is read up to
 //! [`MAX_FRAME`] bytes.
@@ -189,6 +189,10 @@ pub async fn check_sql92(
         let code = response.code();
         tracing::debug!(%broker, topic, code, remark = ?response.remark(), "SQL92 subscription check");
         if code == i32::from(ResponseCode::Success) {
+            continue;
+        }
+        if code == i32::from(ResponseCode::RequestCodeNotSupported) {
+            // A broker without the check (not Apache's): the consumer finds out instead.
             continue;
         }
         let remark = response.remark().map(|r| r.to_string()).unwrap_or_default();
