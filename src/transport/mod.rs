@@ -12,6 +12,7 @@
 //! `accessProto` chooses the implementation: [`tcp`] (native remoting) or [`http`] (Aliyun MQ
 //! HTTP API). [`DefaultConnector`] does that choice.
 
+pub mod contract;
 pub mod http;
 pub mod limits;
 pub mod tcp;

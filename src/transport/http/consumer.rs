@@ -23,7 +23,6 @@ use std::{
 };
 
 use futures::{StreamExt, stream::FuturesUnordered};
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -44,9 +43,6 @@ const WAIT_SECONDS: u32 = 30;
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Control characters are percent-encoded in metadata values (non-ASCII always is).
-const HEADER_UNSAFE: &AsciiSet = CONTROLS;
 
 /// What the consumer needs from the transport.
 pub(super) struct Ctx {
@@ -307,8 +303,7 @@ async fn acker(ctx: Arc<Ctx>, topic: String, mut rx: mpsc::UnboundedReceiver<Str
 }
 
 fn header_safe(v: &str) -> String {
-    // Non-ASCII bytes (UTF-8) and control characters become %XX; printable ASCII stays.
-    utf8_percent_encode(v, HEADER_UNSAFE).to_string()
+    crate::transport::contract::delivery_value(v)
 }
 
 /// Converts a received message into the Dapr-facing form (see the module docs of `http`).
@@ -329,6 +324,7 @@ pub(super) fn inbound(
         }
     };
     let mut md = std::collections::HashMap::new();
+    let mut trace: Vec<(String, String)> = Vec::new();
     let mut put = |k: &str, v: &str| {
         md.insert(k.to_string(), header_safe(v));
     };
@@ -364,14 +360,18 @@ pub(super) fn inbound(
     let trace_encoded = prop(protocol::PROP_TRACE_ENCODING) == Some(super::TRACE_ENCODING_PERCENT);
     for (k, v) in &props {
         if keys::TRACE_KEYS.contains(&k.as_str()) {
-            match trace_encoded.then(|| decode_trace_value(v)) {
-                Some(Some(decoded)) => put(k, &decoded),
+            let value = match trace_encoded.then(|| decode_trace_value(v)) {
+                Some(Some(decoded)) => decoded,
                 Some(None) => {
                     tracing::warn!(instance, topic, message_id = %m.message_id, key = %k, "trace value marked percent-encoded does not decode; delivering it raw");
-                    put(k, v);
+                    v.clone()
                 }
-                None => put(k, v),
-            }
+                None => v.clone(),
+            };
+            trace.push((
+                k.clone(),
+                crate::transport::contract::delivery_trace_value(&value),
+            ));
         } else if k == protocol::PROP_KEYS
             || k == protocol::PROP_TAGS
             || k.starts_with("__")
@@ -380,9 +380,17 @@ pub(super) fn inbound(
         {
             continue;
         } else {
-            put(&format!("{}{k}", keys::PROPERTY_PREFIX), v);
+            put(
+                &format!(
+                    "{}{}",
+                    keys::PROPERTY_PREFIX,
+                    crate::transport::contract::delivery_name(k)
+                ),
+                v,
+            );
         }
     }
+    md.extend(trace);
     InboundMessage {
         data: bytes::Bytes::from(data),
         metadata: md,

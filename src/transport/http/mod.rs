@@ -59,8 +59,9 @@
 //! `rocketmq-born-timestamp` (`PublishTime`), `rocketmq-first-consume-time`,
 //! `rocketmq-next-consume-time`, `rocketmq-deliver-at` (timer messages),
 //! `rocketmq-consumer-group`, user properties as `rocketmq-property-<name>` and the trace
-//! keys as themselves. Values outside printable ASCII are percent-encoded (UTF-8) so every
-//! value is safe as an HTTP header.
+//! keys as themselves. Values and property names are encoded as on tcp
+//! ([`super::contract::delivery_value`]: control and non-ASCII characters and `%` itself
+//! become `%XX`, reversibly), so every value is safe as an HTTP header.
 
 pub mod client;
 mod consumer;
@@ -85,6 +86,7 @@ use self::{
     client::{ApiError, Client, Credentials},
     protocol::{PROP_BODY_ENCODING, PROP_TRACE_ENCODING, PublishMessage},
 };
+use super::contract::{self, RequestKeys};
 use super::{Delivery, OutboundMessage, SendReceipt, Transport, TransportError, keys, limits};
 use crate::metadata::{ConsumerModel, Role, Settings};
 use crate::text::shown;
@@ -279,7 +281,19 @@ impl Transport for HttpTransport {
         let mut ids = Vec::with_capacity(topics.len());
         let mut md5s = Vec::with_capacity(topics.len());
         for topic in &topics {
-            match self.publish_with_retries(topic, &publish).await {
+            // No tag in the request: the topic's single-tag `topics` entry gives one.
+            let tagged;
+            let one = match (&publish.tag, contract::default_tag(&self.settings, topic)) {
+                (None, Some(tag)) => {
+                    tagged = PublishMessage {
+                        tag: Some(tag),
+                        ..publish.clone()
+                    };
+                    &tagged
+                }
+                _ => &publish,
+            };
+            match self.publish_with_retries(topic, one).await {
                 Ok(res) => {
                     tracing::debug!(instance = %self.instance, topic, message_id = %res.message_id, "published");
                     ids.push(res.message_id);
@@ -369,11 +383,7 @@ fn target_topics(
     md: &HashMap<String, String>,
     settings: &Settings,
 ) -> Result<Vec<String>, TransportError> {
-    match md
-        .get(keys::TOPIC)
-        .map(|t| t.trim())
-        .filter(|t| !t.is_empty())
-    {
+    match RequestKeys::new(md).get(keys::TOPIC) {
         // Valid names are also safe in the request path without escaping.
         Some(t) => crate::metadata::check_send_topic(t)
             .map(|()| vec![t.to_string()])
@@ -454,8 +464,8 @@ pub fn build_publish(
     now: i64,
     timer_max_delay: Duration,
 ) -> Result<PublishMessage, TransportError> {
-    let md = &msg.metadata;
-    let get = |k: &str| md.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let md = RequestKeys::new(&msg.metadata);
+    let get = |k: &str| md.get(k);
     let mut props: Vec<(String, String)> = Vec::new();
 
     let tag = match get(keys::TAG) {
@@ -545,13 +555,7 @@ pub fn build_publish(
         (None, None) => {}
     }
 
-    let mut user: Vec<(&String, &String)> = md
-        .iter()
-        .filter(|(k, _)| k.starts_with(keys::PROPERTY_PREFIX))
-        .collect();
-    user.sort();
-    for (k, v) in user {
-        let name = &k[keys::PROPERTY_PREFIX.len()..];
+    for (k, name, v) in md.properties() {
         if name.is_empty() {
             return Err(invalid(k, "the property name after the prefix is empty"));
         }
@@ -567,7 +571,7 @@ pub fn build_publish(
         }
         protocol::check_property_part(name, name, "name").map_err(|e| invalid(k, e.to_string()))?;
         protocol::check_property_part(name, v, "value").map_err(|e| invalid(k, e.to_string()))?;
-        props.push((name.to_string(), v.clone()));
+        props.push((name.to_string(), v.to_string()));
     }
     // Trace context is best effort and never fails a send (see the module docs).
     let trace: Vec<(&str, &str)> = keys::TRACE_KEYS

@@ -1,7 +1,6 @@
 //! The output side: request metadata → messages, the producer, the send receipt.
 
 use std::{
-    collections::HashMap,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -15,6 +14,7 @@ use rocketmq_transport::api::RPCHook;
 use super::host::ClientHost;
 use crate::metadata::{Settings, parse_duration};
 use crate::text::shown;
+use crate::transport::contract::{self, RequestKeys};
 use crate::transport::{OutboundMessage, SendReceipt, TransportError, keys, limits};
 
 /// Receipt key: message id (`UNIQ_KEY`, the id consumers see).
@@ -147,22 +147,14 @@ pub fn plan(
     settings: &Settings,
 ) -> Result<Vec<PlannedSend>, TransportError> {
     // Keys are matched case-insensitively; property names keep their spelling.
-    let mut md: HashMap<String, (&str, &str)> = HashMap::new();
-    for (k, v) in &msg.metadata {
-        md.insert(k.to_ascii_lowercase(), (k.as_str(), v.as_str()));
-    }
-    let get = |k: &str| md.get(k).map(|(_, v)| v.trim()).filter(|v| !v.is_empty());
+    let md = RequestKeys::new(&msg.metadata);
+    let get = |k: &str| md.get(k);
 
     // Targets: (topic, default tag from a single-tag `topics` entry).
     let targets: Vec<(String, Option<String>)> = match get(keys::TOPIC) {
         Some(t) => {
             crate::metadata::check_send_topic(t).map_err(|e| invalid(keys::TOPIC, e))?;
-            let tag = settings
-                .topics
-                .iter()
-                .find(|s| s.topic == t)
-                .and_then(single_tag);
-            vec![(t.to_string(), tag)]
+            vec![(t.to_string(), contract::default_tag(settings, t))]
         }
         None => {
             if settings.topics.is_empty() {
@@ -174,7 +166,7 @@ pub fn plan(
             settings
                 .topics
                 .iter()
-                .map(|s| (s.topic.clone(), single_tag(s)))
+                .map(|s| (s.topic.clone(), contract::single_tag(s)))
                 .collect()
         }
     };
@@ -283,9 +275,7 @@ pub fn plan(
 
     // User properties and trace context.
     let mut props: Vec<(String, String)> = Vec::new();
-    let mut sorted: Vec<&(&str, &str)> = md.values().collect();
-    sorted.sort();
-    for (orig, v) in sorted {
+    for (orig, v) in md.sorted() {
         let lower = orig.to_ascii_lowercase();
         if let Some(name) = lower
             .starts_with(keys::PROPERTY_PREFIX)
@@ -365,14 +355,6 @@ pub fn plan(
     Ok(out)
 }
 
-/// The tag of a `topics` entry naming exactly one tag.
-fn single_tag(s: &crate::metadata::Subscription) -> Option<String> {
-    match s.tags() {
-        Some(tags) if tags.len() == 1 => Some(tags[0].to_string()),
-        _ => None,
-    }
-}
-
 /// Sends one message within `timeout` (the client's own timeout plus a margin).
 pub async fn send_one(
     producer: &DefaultMQProducer,
@@ -448,6 +430,7 @@ pub fn receipt(results: &[(String, SendResult)]) -> SendReceipt {
 mod tests {
     use super::*;
     use crate::metadata::Role;
+    use std::collections::HashMap;
 
     fn settings(topics: &str) -> Settings {
         let mut m: HashMap<String, String> = HashMap::new();

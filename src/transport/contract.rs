@@ -1,0 +1,170 @@
+//! The message contract with the app that both transports share: how request metadata keys
+//! are looked up, which tag a send gets by default, and how delivery metadata is encoded.
+//!
+//! These used to be written once per transport and drifted apart (the app saw different
+//! behaviour for the same Component depending on `accessProto`): http matched request keys
+//! exactly while tcp ignored their case, only tcp applied the default tag of a single-tag
+//! `topics` entry, and only tcp escaped `%` in delivered values. Each rule now has one owner
+//! here; the transports only map to and from their wire formats.
+
+use std::collections::HashMap;
+
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+use crate::metadata::{Settings, Subscription};
+
+/// A send request's metadata with Dapr's key semantics: keys match case-insensitively,
+/// values are trimmed and an empty value counts as absent. Property names keep the spelling
+/// the app used.
+pub struct RequestKeys<'a> {
+    /// Lower-cased key → (original key, value).
+    map: HashMap<String, (&'a str, &'a str)>,
+}
+
+impl<'a> RequestKeys<'a> {
+    /// A view of `metadata`.
+    pub fn new(metadata: &'a HashMap<String, String>) -> Self {
+        let mut map = HashMap::with_capacity(metadata.len());
+        for (k, v) in metadata {
+            map.insert(k.to_ascii_lowercase(), (k.as_str(), v.as_str()));
+        }
+        RequestKeys { map }
+    }
+
+    /// The trimmed, non-empty value of `key` (any case).
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.map
+            .get(&key.to_ascii_lowercase())
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Every `(original key, value)`, sorted by original key (deterministic errors).
+    pub fn sorted(&self) -> Vec<(&'a str, &'a str)> {
+        let mut v: Vec<(&str, &str)> = self.map.values().copied().collect();
+        v.sort();
+        v
+    }
+
+    /// User properties: `(original key, name as the app spelled it, value)` for every key
+    /// starting with [`super::keys::PROPERTY_PREFIX`] in any case, sorted by key.
+    pub fn properties(&self) -> Vec<(&'a str, &'a str, &'a str)> {
+        let prefix = super::keys::PROPERTY_PREFIX;
+        self.sorted()
+            .into_iter()
+            .filter(|(k, _)| {
+                k.len() >= prefix.len() && k[..prefix.len()].eq_ignore_ascii_case(prefix)
+            })
+            .map(|(k, v)| (k, &k[prefix.len()..], v))
+            .collect()
+    }
+}
+
+/// The tag a send to `topic` gets when the request names none: the tag of a `topics` entry
+/// naming exactly one (`orders||created`).
+pub fn default_tag(settings: &Settings, topic: &str) -> Option<String> {
+    settings
+        .topics
+        .iter()
+        .find(|s| s.topic == topic)
+        .and_then(single_tag)
+}
+
+/// The tag of a `topics` entry naming exactly one tag.
+pub fn single_tag(s: &Subscription) -> Option<String> {
+    match s.tags() {
+        Some(tags) if tags.len() == 1 => Some(tags[0].to_string()),
+        _ => None,
+    }
+}
+
+/// Percent-encoded in delivered values: control characters (non-ASCII always is) and `%`
+/// itself, so the encoding is reversible (`percent_decode` gives back the broker's value).
+const VALUE_UNSAFE: &AsciiSet = &CONTROLS.add(b'%');
+
+/// Percent-encoded in delivered property names: everything that is not an HTTP token
+/// character.
+const NAME_UNSAFE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'(')
+    .add(b')')
+    .add(b',')
+    .add(b'/')
+    .add(b':')
+    .add(b';')
+    .add(b'<')
+    .add(b'=')
+    .add(b'>')
+    .add(b'?')
+    .add(b'@')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'{')
+    .add(b'}')
+    .add(b'%');
+
+/// A delivered metadata value, header-safe and reversible.
+pub fn delivery_value(v: &str) -> String {
+    utf8_percent_encode(v, VALUE_UNSAFE).to_string()
+}
+
+/// A delivered W3C trace context value (`traceparent`, `tracestate`, `baggage`): verbatim when
+/// it is printable ASCII, as the W3C formats are by definition (daprd parses these keys, and a
+/// `%` in `baggage` is part of its own encoding); otherwise like [`delivery_value`].
+pub fn delivery_trace_value(v: &str) -> String {
+    if v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        v.to_string()
+    } else {
+        delivery_value(v)
+    }
+}
+
+/// A delivered property name (after `rocketmq-property-`), header-safe.
+pub fn delivery_name(v: &str) -> String {
+    utf8_percent_encode(v, NAME_UNSAFE).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_ignore_case_and_empty_values() {
+        let m: HashMap<String, String> = [
+            ("Rocketmq-Tag", " A "),
+            ("rocketmq-key", ""),
+            ("Rocketmq-Property-Size", "XL"),
+            ("rocketmq-property-color", "red"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let r = RequestKeys::new(&m);
+        assert_eq!(r.get("rocketmq-tag"), Some("A"));
+        assert_eq!(r.get("ROCKETMQ-KEY"), None);
+        assert_eq!(
+            r.properties(),
+            vec![
+                ("Rocketmq-Property-Size", "Size", "XL"),
+                ("rocketmq-property-color", "color", "red")
+            ]
+        );
+    }
+
+    #[test]
+    fn delivery_encoding_is_reversible_and_header_safe() {
+        for v in ["50%", "a\nb", "héllo", "%25", "plain"] {
+            let e = delivery_value(v);
+            assert!(e.bytes().all(|b| (0x20..0x7f).contains(&b)), "{e}");
+            assert_eq!(
+                percent_encoding::percent_decode_str(&e)
+                    .decode_utf8()
+                    .unwrap(),
+                v
+            );
+        }
+        assert_eq!(delivery_name("a b:c"), "a%20b%3Ac");
+    }
+}
