@@ -65,6 +65,30 @@ async fn flooding_server(
     (addr, written)
 }
 
+fn client_of(addr: &str) -> Client {
+    Client::new(
+        &format!("http://{addr}"),
+        Credentials {
+            access_key: "AK".into(),
+            secret_key: SecretString::from("SK".to_string()),
+            security_token: None,
+        },
+        None,
+    )
+    .unwrap()
+}
+
+fn params(batch: u32) -> ConsumeParams<'static> {
+    ConsumeParams {
+        topic: "t",
+        group: "GID_g",
+        batch,
+        wait_seconds: 0,
+        tag: None,
+        orderly: false,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_answers_are_cut_at_their_caps() {
     let base = peak_rss_mib();
@@ -75,28 +99,9 @@ async fn oversized_answers_are_cut_at_their_caps() {
                 <?xml version=\"1.0\" encoding=\"UTF-8\"?><Messages><Message><MessageBody>"
             .to_string();
     let (addr, written) = flooding_server(head, b"QUJDRA==", 300 << 20).await;
-    let client = Client::new(
-        &format!("http://{addr}"),
-        Credentials {
-            access_key: "AK".into(),
-            secret_key: SecretString::from("SK".to_string()),
-            security_token: None,
-        },
-        None,
-    )
-    .unwrap();
+    let client = client_of(&addr);
     let t = Instant::now();
-    let e = client
-        .consume(&ConsumeParams {
-            topic: "t",
-            group: "GID_g",
-            batch: 1,
-            wait_seconds: 0,
-            tag: None,
-            orderly: false,
-        })
-        .await
-        .unwrap_err();
+    let e = client.consume(&params(1)).await.unwrap_err();
     let cap = consume_response_cap(1);
     assert!(e.to_string().contains(&format!("at most {cap}")), "{e}");
     let sent = written.load(std::sync::atomic::Ordering::Relaxed);
@@ -115,27 +120,8 @@ async fn oversized_answers_are_cut_at_their_caps() {
         300u64 << 20
     );
     let (addr, _) = flooding_server(head, b"<", 300 << 20).await;
-    let client = Client::new(
-        &format!("http://{addr}"),
-        Credentials {
-            access_key: "AK".into(),
-            secret_key: SecretString::from("SK".to_string()),
-            security_token: None,
-        },
-        None,
-    )
-    .unwrap();
-    let e = client
-        .consume(&ConsumeParams {
-            topic: "t",
-            group: "GID_g",
-            batch: 16,
-            wait_seconds: 0,
-            tag: None,
-            orderly: false,
-        })
-        .await
-        .unwrap_err();
+    let client = client_of(&addr);
+    let e = client.consume(&params(16)).await.unwrap_err();
     assert!(e.to_string().contains("314572800 bytes"), "{e}");
 
     // nameServerDomain: 200 MiB, streamed (no Content-Length), and announced.

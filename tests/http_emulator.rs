@@ -141,23 +141,7 @@ async fn every_captured_get_on_an_empty_queue_is_message_not_exist() {
     assert!(gets.len() >= 20, "{} GET vectors", gets.len());
     let answers = futures::future::join_all(gets.iter().map(|v| async {
         let id = v["id"].as_str().unwrap();
-        let headers: Vec<(String, String)> = v["headers_as_sent"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| {
-                (
-                    h[0].as_str().unwrap().to_string(),
-                    h[1].as_str().unwrap().to_string(),
-                )
-            })
-            .filter(|(k, _)| {
-                !matches!(
-                    k.to_ascii_lowercase().as_str(),
-                    "host" | "content-length" | "connection" | "expect" | "accept-encoding"
-                )
-            })
-            .collect();
+        let headers = vector_headers(v);
         let r = raw(
             &e,
             "GET",
@@ -180,9 +164,9 @@ async fn every_captured_get_on_an_empty_queue_is_message_not_exist() {
     }
 }
 
-async fn replay_one(e: &Emulator, v: &Value) -> StatusCode {
-    let id = v["id"].as_str().unwrap();
-    let headers: Vec<(String, String)> = v["headers_as_sent"]
+/// The headers a vector was sent with, minus the connection-level ones the client sets.
+fn vector_headers(v: &Value) -> Vec<(String, String)> {
+    v["headers_as_sent"]
         .as_array()
         .unwrap()
         .iter()
@@ -198,7 +182,12 @@ async fn replay_one(e: &Emulator, v: &Value) -> StatusCode {
                 "host" | "content-length" | "connection" | "expect" | "accept-encoding"
             )
         })
-        .collect();
+        .collect()
+}
+
+async fn replay_one(e: &Emulator, v: &Value) -> StatusCode {
+    let id = v["id"].as_str().unwrap();
+    let headers = vector_headers(v);
     let method = v["method"].as_str().unwrap();
     let target = v["path_and_query"].as_str().unwrap();
     let r = raw(e, method, target, &headers, v["body"].as_str().unwrap()).await;
