@@ -361,12 +361,14 @@ async fn sql92_subscriptions_filter_on_properties() {
         "{}",
         e.message()
     );
-    // A topic without a route yet cannot be checked at Init: accepted, left to the consumer.
+    // A topic without a route yet is checked on a broker of the default topic: a valid
+    // expression passes, an invalid one fails the same way.
+    let fresh = unique("sql-new");
     daprd
         .init_input(
             "later",
             input_props(
-                &unique("sql-new"),
+                &fresh,
                 &unique("g"),
                 &[
                     ("rocketmq-sub-type", "sql92"),
@@ -376,6 +378,21 @@ async fn sql92_subscriptions_filter_on_properties() {
         )
         .await
         .unwrap();
+    let e = daprd
+        .init_input(
+            "later-bad",
+            input_props(
+                &fresh,
+                &unique("g"),
+                &[
+                    ("rocketmq-sub-type", "sql92"),
+                    ("rocketmq-sub-expression", "region = = 'eu'"),
+                ],
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{}", e.message());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

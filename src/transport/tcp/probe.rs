@@ -11,8 +11,9 @@
 //! Init now asks a broker of each subscribed topic to check the subscription
 //! (`CHECK_CLIENT_CONFIG`, what the Java push consumer does at start) and fails with the
 //! broker's own reason (an invalid expression, or a broker without `enablePropertyFilter`).
-//! A topic the name server has no route for yet, or a broker that does not implement the
-//! check, is left to the consumer. Requests are signed like the client's when an access key is set.
+//! A topic the name servers do not route yet is checked on a broker of the default topic
+//! `TBW102`; with neither route (auto-create off and a new topic), or a broker that does not
+//! implement the check, it is left to the consumer. Requests are signed like the client's when an access key is set.
 //!
 //! Each exchange is one request on its own connection; a response frame is read up to
 //! [`MAX_FRAME`] bytes.
@@ -155,9 +156,18 @@ pub async fn check_sql92(
     timeout: Duration,
 ) -> Result<(), TransportError> {
     for topic in &sub.topics {
-        let Some(broker) = master_of(sub, topic, timeout).await? else {
-            tracing::debug!(topic, "SQL92 check skipped: no route for the topic yet");
-            continue;
+        // The check compiles the expression and does not need the topic on that broker: a
+        // topic the name servers do not route yet (a new one, or its registration still in
+        // flight) is checked on a broker of the default topic instead.
+        let broker = match master_of(sub, topic, timeout).await? {
+            Some(b) => b,
+            None => match master_of(sub, "TBW102", timeout).await? {
+                Some(b) => b,
+                None => {
+                    tracing::debug!(topic, "SQL92 check skipped: no route to any broker yet");
+                    continue;
+                }
+            },
         };
         let data = SubscriptionData {
             topic: CheetahString::from_string(topic.clone()),
