@@ -219,13 +219,30 @@ pub struct Settings {
     pub sql_filter: Option<String>,
     /// `maxReconsumeTimes`: redeliveries before the message goes to `%DLQ%<group>`.
     pub max_reconsume_times: u32,
-    /// `maxInFlight`: unacknowledged deliveries per Read stream.
+    /// `maxInFlight`: unacknowledged deliveries per Read stream (tcp, concurrent: also per
+    /// instance, the consumer's credits).
     pub max_in_flight: usize,
+    /// `pullThresholdForQueue` (tcp): messages the consumer caches per queue before it stops
+    /// pulling that queue.
+    pub pull_threshold_for_queue: u32,
+    /// `pullThresholdSizeForQueue` (tcp): MiB of message bodies cached per queue before it
+    /// stops pulling that queue.
+    pub pull_threshold_size_for_queue: u32,
+    /// `pullThresholdForTopic` (tcp): messages cached over all queues before pulling pauses.
+    pub pull_threshold_for_all: u32,
     /// `backOff*` (accepted, see [`BackOff`]).
     pub back_off: BackOff,
     /// Keys present but not known to this binding (names only), e.g. `direction`, `route`.
     pub ignored_keys: Vec<String>,
 }
+
+/// Default of `pullThresholdForQueue` (RocketMQ's own).
+pub const DEFAULT_PULL_THRESHOLD_FOR_QUEUE: u32 = 1000;
+/// Default of `pullThresholdSizeForQueue` in MiB (RocketMQ's is 100; small here so that a
+/// backlog of large messages does not fill the daemon's memory).
+pub const DEFAULT_PULL_THRESHOLD_SIZE_FOR_QUEUE: u32 = 2;
+/// Default of `pullThresholdForTopic` (messages over all queues).
+pub const DEFAULT_PULL_THRESHOLD_FOR_TOPIC: u32 = 4000;
 
 /// Every key this binding reads, in its canonical spelling.
 pub const KNOWN_KEYS: &[&str] = &[
@@ -254,6 +271,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "rocketmq-sub-expression",
     "maxReconsumeTimes",
     "maxInFlight",
+    "pullThresholdForQueue",
+    "pullThresholdSizeForQueue",
+    "pullThresholdForTopic",
     "backOffPolicy",
     "backOffDuration",
     "backOffInitialInterval",
@@ -790,6 +810,18 @@ impl Settings {
             Some(v) => parse_int("maxInFlight", v, 1, 100_000)? as usize,
             None => 64,
         };
+        let pull_threshold_for_queue = match p.get("pullThresholdForQueue") {
+            Some(v) => parse_int("pullThresholdForQueue", v, 1, 65_535)? as u32,
+            None => DEFAULT_PULL_THRESHOLD_FOR_QUEUE,
+        };
+        let pull_threshold_size_for_queue = match p.get("pullThresholdSizeForQueue") {
+            Some(v) => parse_int("pullThresholdSizeForQueue", v, 1, 1024)? as u32,
+            None => DEFAULT_PULL_THRESHOLD_SIZE_FOR_QUEUE,
+        };
+        let pull_threshold_for_all = match p.get("pullThresholdForTopic") {
+            Some(v) => parse_int("pullThresholdForTopic", v, 1, 1_000_000)? as u32,
+            None => DEFAULT_PULL_THRESHOLD_FOR_TOPIC,
+        };
         let back_off = decode_back_off(&p)?;
 
         let mut ignored_keys: Vec<String> = p
@@ -824,6 +856,9 @@ impl Settings {
             sql_filter,
             max_reconsume_times,
             max_in_flight,
+            pull_threshold_for_queue,
+            pull_threshold_size_for_queue,
+            pull_threshold_for_all,
             back_off,
             ignored_keys,
         })
@@ -887,6 +922,9 @@ impl Settings {
             }),
             "maxReconsumeTimes" => self.max_reconsume_times.to_string(),
             "maxInFlight" => self.max_in_flight.to_string(),
+            "pullThresholdForQueue" => self.pull_threshold_for_queue.to_string(),
+            "pullThresholdSizeForQueue" => self.pull_threshold_size_for_queue.to_string(),
+            "pullThresholdForTopic" => self.pull_threshold_for_all.to_string(),
             "backOffPolicy" => q(&self.back_off.policy),
             "backOffDuration" => dur(self.back_off.duration),
             "backOffMaxRetries" => self.back_off.max_retries.to_string(),

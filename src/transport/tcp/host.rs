@@ -82,6 +82,11 @@ impl ClientHost {
         self.client_runtime.clone()
     }
 
+    /// A service context of this client's task group (for a remoting client of our own).
+    pub fn service_context(&self, scope: &'static str) -> rocketmq_runtime::ChildServiceContext {
+        self.context.service_context(scope)
+    }
+
     /// Shuts the client runtime down, then the tasks it left in its task group.
     pub async fn shutdown(&self) {
         let report = self.client_runtime.shutdown().await;

@@ -70,6 +70,7 @@ mod input;
 pub mod names;
 mod output;
 pub mod probe;
+mod pull;
 
 /// [`output::plan`] for the crate's cross-transport unit tests.
 #[cfg(test)]
@@ -139,6 +140,8 @@ pub struct TcpTransport {
     producer: RwLock<Option<DefaultMQProducer>>,
     producer_start: Mutex<()>,
     consumer: Mutex<Option<DefaultMQPushConsumer>>,
+    /// The concurrent input (lite-pull consumer), when not orderly.
+    pull: Mutex<Option<Arc<pull::PullInput>>>,
     /// The running consumer's listener state (close waits for in-flight listener calls).
     listener: StdMutex<Option<Arc<input::ListenerShared>>>,
     /// Topics that have accepted at least one send (a later "no route" means the broker is
@@ -180,6 +183,7 @@ impl TcpTransport {
             producer: RwLock::new(None),
             producer_start: Mutex::new(()),
             consumer: Mutex::new(None),
+            pull: Mutex::new(None),
             listener: StdMutex::new(None),
             known_topics: StdMutex::new(HashSet::new()),
             send_failing: std::sync::atomic::AtomicBool::new(false),
@@ -201,8 +205,11 @@ impl TcpTransport {
             return Err(TransportError::Closed);
         }
         let lane = match self.role {
-            Role::Input => self.settings.consumer_thread_nums as usize,
-            Role::Output => 4,
+            // Only the orderly (push) listener blocks a lane thread per delivery.
+            Role::Input if self.settings.consume_orderly => {
+                self.settings.consumer_thread_nums as usize
+            }
+            _ => 4,
         };
         let h = Arc::new(host::ClientHost::new(&self.client_name, lane)?);
         *guard = Some(h.clone());
@@ -380,6 +387,9 @@ impl Transport for TcpTransport {
         if self.closed.is_cancelled() {
             return Err(TransportError::Closed);
         }
+        if !self.settings.consume_orderly {
+            return self.subscribe_pull(sink).await;
+        }
         let mut slot = self.consumer.lock().await;
         if slot.is_some() {
             return Err(TransportError::Unsupported(
@@ -467,6 +477,10 @@ impl Transport for TcpTransport {
             }
             tokio::time::sleep(SEND_BACK_GRACE).await;
         }
+        let pull = self.pull.lock().await.take();
+        if let Some(p) = pull {
+            p.close(RELEASE_WAIT).await;
+        }
         let consumer = self.consumer.lock().await.take();
         if let Some(mut c) = consumer
             && tokio::time::timeout(SHUTDOWN_TIMEOUT, c.shutdown())
@@ -489,6 +503,58 @@ impl Transport for TcpTransport {
             h.shutdown().await;
         }
         tracing::info!(instance = %self.instance, role = %self.role, "tcp transport closed");
+    }
+}
+
+impl TcpTransport {
+    /// The concurrent input: a lite-pull consumer with our own offsets (`pull.rs`).
+    async fn subscribe_pull(&self, sink: mpsc::Sender<Delivery>) -> Result<(), TransportError> {
+        let mut slot = self.pull.lock().await;
+        if slot.is_some() {
+            return Err(TransportError::Unsupported(
+                "the consumer of this instance is already subscribed".into(),
+            ));
+        }
+        let addrs = self.name_servers(names::DOMAIN_FETCH_TIMEOUT_FULL).await?;
+        let host = self.host()?;
+        let config = self.client_config(&addrs)?;
+        let target = addrs.join(";");
+        let hook = compat::hook(acl::hook(&self.settings));
+        let consumer = pull::build(&host, config, &self.settings, hook.clone())
+            .await
+            .map_err(|e| errors::map(&e, &target, None, false))?;
+        let send_back = if self.settings.consumer_model == crate::metadata::ConsumerModel::Clustering {
+            Some(pull::SendBack::start(&host, &self.settings, vec![hook]).await?)
+        } else {
+            None
+        };
+        match tokio::time::timeout(Duration::from_secs(10), consumer.start()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(errors::map(&e, &target, None, false)),
+            Err(_) => {
+                return Err(TransportError::Unavailable {
+                    address: target,
+                    reason: "consumer did not start within 10s".into(),
+                });
+            }
+        }
+        let input = pull::PullInput::spawn(
+            consumer,
+            send_back,
+            &self.settings,
+            &self.instance,
+            sink,
+            self.closed.clone(),
+        );
+        tracing::info!(
+            instance = %self.instance,
+            client = %self.client_name,
+            group = %input::consumer_group(&self.settings),
+            max_in_flight = self.settings.max_in_flight,
+            "pull consumer started"
+        );
+        *slot = Some(input);
+        Ok(())
     }
 }
 

@@ -1,0 +1,670 @@
+//! The concurrent input path: a lite-pull consumer, our own per-queue offsets and the
+//! broker's consumer send-back. No thread waits for the app.
+//!
+//! # Why not the push consumer
+//!
+//! The crate's push listeners are synchronous: a listener call must return its verdict, so
+//! each unacknowledged delivery parked a blocking thread until the app's ack came back over
+//! the socket. Throughput was threads ÷ ack round trip, the consumer prefetched the backlog
+//! into memory regardless of the app, and thousands of parked threads of one component could
+//! starve another's. Here:
+//!
+//! * one task per transport polls the crate's `DefaultLitePullConsumer` (subscribe mode:
+//!   the crate rebalances the group's queues between replicas, pulls ahead and keeps
+//!   `fromWhere`) whenever a **credit** is free: `maxInFlight` credits per instance, one per
+//!   unsettled message, so at most `maxInFlight` messages are out with the Dapr layer;
+//! * every polled message is recorded as outstanding in its queue's [`QueueTrack`]; what is
+//!   committed to the broker is always the lowest outstanding offset of the queue (or the
+//!   next offset when none is outstanding), so nothing is confirmed before the app acked it,
+//!   whatever order acks come in (auto-commit is off; commits every [`COMMIT_EVERY`] and on
+//!   close);
+//! * a released delivery is handed back with the broker's `CONSUMER_SEND_MSG_BACK` (request
+//!   code 36, exactly what the push consumer sends): the broker stores it in
+//!   `%RETRY%<group>` with its delay level (3 + reconsume times), or in `%DLQ%<group>` after
+//!   `maxReconsumeTimes`. The consumer subscribes `%RETRY%<group>` itself, as the push
+//!   consumer does. When the send-back fails (broker gone) the message stays outstanding and
+//!   is delivered again locally after [`LOCAL_RETRY_DELAY`] with its reconsume count raised,
+//!   as the Java push consumer does;
+//! * `consumeMessageBatchMaxSize` > 1 groups up to that many messages of one poll (one
+//!   queue) into a batch: handed over together, confirmed when every one is acked, and sent
+//!   back as a whole when any one fails (the documented semantics of the push path);
+//! * broadcasting: offsets are local (the crate's local file store) and a failed message is
+//!   dropped with a warning, as the push consumer does in that model.
+//!
+//! Memory: the crate's cache holds at most `pullThresholdForQueue` messages and
+//! `pullThresholdSizeForQueue` MiB per queue (plus one pull), the Dapr layer at most
+//! `maxInFlight` messages.
+//!
+//! Orderly consumption stays on the push consumer (`input.rs`): it needs the broker's queue
+//! locks, which only the push consumer takes.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex as StdMutex},
+    time::Duration,
+};
+
+use cheetah_string::CheetahString;
+use rocketmq_client_rust::{ClientOptions, DefaultLitePullConsumer, MessageSelector};
+use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use rocketmq_model::common::message::MessageTrait;
+use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_queue::MessageQueue;
+use rocketmq_protocol::protocol::header::consumer_send_msg_back_request_header::ConsumerSendMsgBackRequestHeader;
+use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
+use rocketmq_protocol::protocol::namespace_util::NamespaceUtil;
+use rocketmq_protocol::protocol::remoting_command::RemotingCommand;
+use rocketmq_protocol::rpc::rpc_request_header::RpcRequestHeader;
+use rocketmq_transport::api::{
+    DefaultRequestProcessor, OutboundRequestOutcome, RPCHook, RemotingClient,
+    TransportClientConfig,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use super::host::ClientHost;
+use super::input::{consumer_group, inbound, normalize_expression};
+use crate::metadata::{ConsumerModel, FromWhere, Settings};
+use crate::transport::{Delivery, Outcome, TransportError, outcome};
+
+/// How often acknowledged progress is committed (and persisted to the broker).
+pub const COMMIT_EVERY: Duration = Duration::from_millis(500);
+/// A message whose send-back failed is delivered again locally after this long.
+pub const LOCAL_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Budget of one send-back request (the Java push consumer's).
+const SEND_BACK_TIMEOUT_MS: u64 = 5000;
+/// How long one poll waits for messages before checking for close.
+const POLL_TIMEOUT_MS: u64 = 1000;
+/// `CONSUMER_SEND_MSG_BACK`.
+const CONSUMER_SEND_MSG_BACK: i32 = 36;
+/// Property holding the original topic of a message in a retry topic.
+const RETRY_TOPIC: &str = "RETRY_TOPIC";
+/// Prefix of retry topics.
+const RETRY_PREFIX: &str = "%RETRY%";
+
+/// Outstanding offsets of one queue and the next offset after everything polled from it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct QueueTrack {
+    /// Offset → deliveries of it not yet settled (a re-pull after rebalance can add one).
+    outstanding: BTreeMap<i64, u32>,
+    /// One past the highest offset polled since the last re-pull.
+    next: i64,
+    /// What was last handed to the consumer's offset store.
+    committed: Option<i64>,
+}
+
+impl QueueTrack {
+    /// Records polled offsets (in queue order).
+    pub fn polled(&mut self, offsets: &[i64]) {
+        let Some(&first) = offsets.first() else {
+            return;
+        };
+        // A poll never goes backwards within one assignment: a lower offset means the queue
+        // was re-assigned or sought, and pulling restarted from the committed offset.
+        if first < self.next {
+            self.next = first;
+        }
+        for &o in offsets {
+            *self.outstanding.entry(o).or_insert(0) += 1;
+            self.next = self.next.max(o + 1);
+        }
+    }
+
+    /// One delivery of `offset` is settled for good.
+    pub fn done(&mut self, offset: i64) {
+        if let Some(n) = self.outstanding.get_mut(&offset) {
+            *n -= 1;
+            if *n == 0 {
+                self.outstanding.remove(&offset);
+            }
+        }
+    }
+
+    /// The offset that may be committed: nothing at or above it is confirmed yet.
+    pub fn committable(&self) -> i64 {
+        match self.outstanding.first_key_value() {
+            Some((&o, _)) => o.min(self.next),
+            None => self.next,
+        }
+    }
+}
+
+/// Per-queue progress of one consumer.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    queues: HashMap<MessageQueue, QueueTrack>,
+}
+
+impl Tracker {
+    /// Records one poll of `queue`.
+    pub fn polled(&mut self, queue: &MessageQueue, offsets: &[i64]) {
+        self.queues.entry(queue.clone()).or_default().polled(offsets);
+    }
+
+    /// Settles one delivery.
+    pub fn done(&mut self, queue: &MessageQueue, offset: i64) {
+        if let Some(q) = self.queues.get_mut(queue) {
+            q.done(offset);
+        }
+    }
+
+    /// Offsets that moved since the last call.
+    pub fn to_commit(&mut self) -> HashMap<MessageQueue, i64> {
+        let mut out = HashMap::new();
+        for (mq, q) in &mut self.queues {
+            let c = q.committable();
+            if q.committed != Some(c) {
+                q.committed = Some(c);
+                out.insert(mq.clone(), c);
+            }
+        }
+        out
+    }
+}
+
+/// The queue a polled message came from, as the consumer names it (no namespace).
+fn queue_of(m: &MessageExt) -> MessageQueue {
+    MessageQueue::from_parts(m.topic().clone(), m.broker_name.clone(), m.queue_id())
+}
+
+/// The topic the app sees: a message from the retry topic carries its original one.
+fn real_topic(m: &MessageExt) -> Option<CheetahString> {
+    if !m.topic().as_str().starts_with(RETRY_PREFIX) {
+        return None;
+    }
+    MessageTrait::property(m, &RETRY_TOPIC.into()).filter(|t| !t.is_empty())
+}
+
+/// Builds the lite-pull consumer (subscribed, not started).
+pub async fn build(
+    host: &ClientHost,
+    config: rocketmq_client_rust::ClientConfig,
+    settings: &Settings,
+    hook: Arc<dyn RPCHook>,
+) -> Result<DefaultLitePullConsumer, rocketmq_client_rust::ClientError> {
+    let mut b = DefaultLitePullConsumer::builder(host.client_runtime())
+        .client_options(ClientOptions::legacy(config))
+        .consumer_group(consumer_group(settings))
+        .message_model(match settings.consumer_model {
+            ConsumerModel::Clustering => MessageModel::Clustering,
+            ConsumerModel::Broadcasting => MessageModel::Broadcasting,
+        })
+        .pull_batch_size(i32::try_from(settings.consumer_batch_size.unwrap_or(32).max(1)).unwrap_or(32))
+        .pull_threshold_for_queue(i64::from(settings.pull_threshold_for_queue))
+        .pull_threshold_size_for_queue(i32::try_from(settings.pull_threshold_size_for_queue).unwrap_or(i32::MAX))
+        .pull_threshold_for_all(i64::from(settings.pull_threshold_for_all))
+        .auto_commit(false)
+        .poll_timeout_millis(POLL_TIMEOUT_MS)
+        .rpc_hook(hook);
+    b = match &settings.from_where {
+        FromWhere::LastOffset => b.consume_from_where(ConsumeFromWhere::ConsumeFromLastOffset),
+        FromWhere::FirstOffset => b.consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset),
+        FromWhere::Timestamp(ts) => b
+            .consume_from_where(ConsumeFromWhere::ConsumeFromTimestamp)
+            .consume_timestamp(ts.clone()),
+    };
+    let consumer = b.build()?;
+    for sub in &settings.topics {
+        match &settings.sql_filter {
+            Some(sql) => {
+                consumer
+                    .subscribe_with_selector(
+                        sub.topic.as_str(),
+                        Some(MessageSelector::by_sql(sql.as_str())),
+                    )
+                    .await?
+            }
+            None => {
+                consumer
+                    .subscribe_with_expression(
+                        sub.topic.as_str(),
+                        &normalize_expression(&sub.expression),
+                    )
+                    .await?
+            }
+        }
+    }
+    if settings.consumer_model == ConsumerModel::Clustering {
+        // What the push consumer subscribes by itself: redeliveries come from here.
+        consumer
+            .subscribe_with_expression(&format!("{RETRY_PREFIX}{}", consumer_group(settings)), "*")
+            .await?;
+    }
+    Ok(consumer)
+}
+
+/// Sends released messages back to the broker (`CONSUMER_SEND_MSG_BACK`).
+pub struct SendBack {
+    client: Arc<RemotingClient<DefaultRequestProcessor>>,
+    /// The group as the broker knows it (namespace applied).
+    group: String,
+    /// Namespace (`instanceId`) to apply to topics.
+    namespace: Option<String>,
+    max_reconsume_times: i32,
+}
+
+impl SendBack {
+    /// A remoting client of its own on the transport's runtime, signed like the consumer.
+    pub async fn start(
+        host: &ClientHost,
+        settings: &Settings,
+        hooks: Vec<Arc<dyn RPCHook>>,
+    ) -> Result<SendBack, TransportError> {
+        let client = RemotingClient::builder(
+            Arc::new(TransportClientConfig::default()),
+            DefaultRequestProcessor,
+            host.service_context("sendback"),
+        )
+        .build()
+        .map_err(|e| TransportError::Unsupported(format!("send-back client: {e}")))?;
+        for h in hooks {
+            client.register_rpc_hook(h);
+        }
+        let client = Arc::new(client);
+        client
+            .start()
+            .await
+            .map_err(|e| TransportError::Unsupported(format!("send-back client: {e}")))?;
+        let namespace = settings.instance_id.clone().filter(|s| !s.is_empty());
+        let group = match &namespace {
+            Some(ns) => NamespaceUtil::wrap_namespace(ns, &consumer_group(settings)).to_string(),
+            None => consumer_group(settings),
+        };
+        Ok(SendBack {
+            client,
+            group,
+            namespace,
+            max_reconsume_times: i32::try_from(settings.max_reconsume_times).unwrap_or(16),
+        })
+    }
+
+    /// Hands one message back: the broker redelivers it through the retry topic, or moves it
+    /// to the DLQ when its retries are used up.
+    pub async fn send_back(&self, m: &MessageExt) -> Result<(), String> {
+        let topic = real_topic(m).unwrap_or_else(|| m.topic().clone());
+        let topic = match &self.namespace {
+            Some(ns) => NamespaceUtil::wrap_namespace(ns, topic.as_str()).to_string(),
+            None => topic.to_string(),
+        };
+        let header = ConsumerSendMsgBackRequestHeader {
+            offset: m.commit_log_offset(),
+            group: CheetahString::from_string(self.group.clone()),
+            delay_level: 0,
+            origin_msg_id: Some(m.msg_id().clone()),
+            origin_topic: Some(CheetahString::from_string(topic)),
+            unit_mode: false,
+            max_reconsume_times: Some(self.max_reconsume_times),
+            rpc_request_header: Some(RpcRequestHeader {
+                namespace: None,
+                namespaced: None,
+                broker_name: (!m.broker_name().is_empty())
+                    .then(|| CheetahString::from_slice(m.broker_name())),
+                oneway: None,
+            }),
+        };
+        let addr = CheetahString::from_string(m.store_host().to_string());
+        let request = RemotingCommand::create_request_command(CONSUMER_SEND_MSG_BACK, header);
+        match self
+            .client
+            .invoke_request(Some(&addr), request, SEND_BACK_TIMEOUT_MS)
+            .await
+        {
+            Ok(OutboundRequestOutcome::Response(r)) if r.code() == 0 => Ok(()),
+            Ok(OutboundRequestOutcome::Response(r)) => Err(format!(
+                "broker {addr} answered {}: {}",
+                r.code(),
+                r.remark().map(|s| s.to_string()).unwrap_or_default()
+            )),
+            Ok(other) => Err(format!("broker {addr}: {other:?}")),
+            Err(e) => Err(format!("broker {addr}: {e}")),
+        }
+    }
+
+    /// Closes the client.
+    pub fn shutdown(&self) {
+        self.client.shutdown();
+    }
+}
+
+/// A running pull input.
+pub struct PullInput {
+    consumer: DefaultLitePullConsumer,
+    send_back: Option<SendBack>,
+    tracker: StdMutex<Tracker>,
+    credit: Arc<Semaphore>,
+    sink: mpsc::Sender<Delivery>,
+    closed: CancellationToken,
+    tasks: TaskTracker,
+    group: String,
+    instance: String,
+    batch: usize,
+    broadcasting: bool,
+    /// Batches to deliver again locally (their send-back failed); the poll loop hands them
+    /// over before polling more.
+    retry_tx: mpsc::UnboundedSender<Batch>,
+}
+
+/// One unit of settlement: messages handed over together, with their credits.
+struct Batch {
+    msgs: Vec<Arc<MessageExt>>,
+    _credit: OwnedSemaphorePermit,
+}
+
+impl PullInput {
+    /// Starts polling `consumer` (already started) into `sink`.
+    pub fn spawn(
+        consumer: DefaultLitePullConsumer,
+        send_back: Option<SendBack>,
+        settings: &Settings,
+        instance: &str,
+        sink: mpsc::Sender<Delivery>,
+        closed: CancellationToken,
+    ) -> Arc<PullInput> {
+        let (retry_tx, retry_rx) = mpsc::unbounded_channel();
+        let input = Arc::new(PullInput {
+            consumer,
+            send_back,
+            tracker: StdMutex::new(Tracker::default()),
+            credit: Arc::new(Semaphore::new(settings.max_in_flight.clamp(1, 65_536))),
+            sink,
+            closed,
+            tasks: TaskTracker::new(),
+            group: consumer_group(settings),
+            instance: instance.to_string(),
+            batch: settings.consume_batch_max_size.max(1) as usize,
+            broadcasting: settings.consumer_model == ConsumerModel::Broadcasting,
+            retry_tx,
+        });
+        let me = input.clone();
+        input.tasks.spawn(me.clone().poll_loop(retry_rx));
+        input.tasks.spawn(me.commit_loop());
+        input
+    }
+
+    async fn poll_loop(self: Arc<Self>, mut retry_rx: mpsc::UnboundedReceiver<Batch>) {
+        loop {
+            // One credit before polling (there is room for at least one message), the rest
+            // for what the poll returned before handing it over. Local retries hold their
+            // credits already.
+            let first = tokio::select! {
+                biased;
+                _ = self.closed.cancelled() => return,
+                Some(b) = retry_rx.recv() => {
+                    if !self.hand_over(b).await {
+                        return;
+                    }
+                    continue;
+                }
+                p = self.credit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            };
+            let started = tokio::time::Instant::now();
+            // Cancelled only by close: a message polled and dropped then is never recorded,
+            // so it is never committed either.
+            let msgs = tokio::select! {
+                biased;
+                _ = self.closed.cancelled() => return,
+                m = self.consumer.poll_with_timeout_zero_copy(POLL_TIMEOUT_MS) => m,
+            };
+            if msgs.is_empty() {
+                drop(first);
+                if started.elapsed() < Duration::from_millis(POLL_TIMEOUT_MS / 2) {
+                    // The consumer is not ready (starting, or failing): do not spin.
+                    tokio::select! {
+                        _ = self.closed.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                }
+                continue;
+            }
+            let queue = queue_of(&msgs[0]);
+            let offsets: Vec<i64> = msgs.iter().map(|m| m.queue_offset()).collect();
+            if let Ok(mut t) = self.tracker.lock() {
+                t.polled(&queue, &offsets);
+            }
+            let mut first = Some(first);
+            for chunk in msgs.chunks(self.batch) {
+                let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+                let credit = match first.take() {
+                    Some(mut p) if n > 1 => {
+                        let more = tokio::select! {
+                            biased;
+                            _ = self.closed.cancelled() => return,
+                            m = self.credit.clone().acquire_many_owned(n - 1) => match m { Ok(m) => m, Err(_) => return },
+                        };
+                        p.merge(more);
+                        p
+                    }
+                    Some(p) => p,
+                    None => tokio::select! {
+                        biased;
+                        _ = self.closed.cancelled() => return,
+                        m = self.credit.clone().acquire_many_owned(n) => match m { Ok(m) => m, Err(_) => return },
+                    },
+                };
+                let batch = Batch {
+                    msgs: chunk.to_vec(),
+                    _credit: credit,
+                };
+                if !self.hand_over(batch).await {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Queues the batch's deliveries for the Dapr layer and starts waiting for their
+    /// verdicts; false when the transport or the Dapr layer closed.
+    async fn hand_over(self: &Arc<Self>, batch: Batch) -> bool {
+        let mut outcomes = Vec::with_capacity(batch.msgs.len());
+        for m in &batch.msgs {
+            let mut msg = inbound(m, &self.group, "");
+            if let Some(t) = real_topic(m) {
+                msg.metadata.insert(
+                    crate::transport::keys::TOPIC.to_string(),
+                    super::input::header_value(t.as_str()),
+                );
+            }
+            let (delivery, rx) = Delivery::new(msg);
+            let sent = match self.sink.try_send(delivery) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(d)) => tokio::select! {
+                    biased;
+                    _ = self.closed.cancelled() => false,
+                    r = self.sink.send(d) => r.is_ok(),
+                },
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            };
+            if !sent {
+                return false;
+            }
+            outcomes.push(outcome(rx));
+        }
+        let me = self.clone();
+        self.tasks.spawn(async move {
+            let settle = async {
+                let mut ok = true;
+                for o in outcomes {
+                    if let Outcome::Release { reason } = o.await {
+                        tracing::debug!(instance = %me.instance, %reason, "delivery released");
+                        ok = false;
+                    }
+                }
+                ok
+            };
+            let ok = tokio::select! {
+                biased;
+                ok = settle => ok,
+                // Unsettled at close: stays outstanding, so it is never committed.
+                _ = me.closed.cancelled() => return,
+            };
+            me.settled(batch, ok).await;
+        });
+        true
+    }
+
+    /// Confirms a batch, or hands it back to the broker.
+    async fn settled(self: &Arc<Self>, batch: Batch, ok: bool) {
+        let mut again = Vec::new();
+        if !ok && !self.broadcasting {
+            for m in &batch.msgs {
+                let sent = match &self.send_back {
+                    Some(s) => s.send_back(m).await,
+                    None => Err("no send-back client".into()),
+                };
+                if let Err(e) = sent {
+                    tracing::warn!(instance = %self.instance, error = %e, "send-back failed; the message is delivered again locally");
+                    again.push(m.clone());
+                }
+            }
+        } else if !ok {
+            tracing::warn!(instance = %self.instance, count = batch.msgs.len(), "broadcasting: a failed message is not redelivered");
+        }
+        if let Ok(mut t) = self.tracker.lock() {
+            for m in &batch.msgs {
+                if !again.iter().any(|a| Arc::ptr_eq(a, m)) {
+                    t.done(&queue_of(m), m.queue_offset());
+                }
+            }
+        }
+        if again.is_empty() {
+            return;
+        }
+        // Still outstanding (the offset is held) and still holding its credit: deliver it
+        // again after a moment with its reconsume count raised.
+        tokio::select! {
+            _ = self.closed.cancelled() => return,
+            _ = tokio::time::sleep(LOCAL_RETRY_DELAY) => {}
+        }
+        let msgs = again
+            .into_iter()
+            .map(|m| {
+                let mut m = (*m).clone();
+                m.set_reconsume_times(m.reconsume_times() + 1);
+                Arc::new(m)
+            })
+            .collect();
+        let retry = Batch {
+            msgs,
+            _credit: batch._credit,
+        };
+        let _ = self.retry_tx.send(retry);
+    }
+
+    async fn commit_loop(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = self.closed.cancelled() => return,
+                _ = tokio::time::sleep(COMMIT_EVERY) => {}
+            }
+            self.commit().await;
+        }
+    }
+
+    /// Commits (and persists) the progress made since the last commit.
+    pub async fn commit(&self) {
+        let map = match self.tracker.lock() {
+            Ok(mut t) => t.to_commit(),
+            Err(_) => return,
+        };
+        if !map.is_empty() {
+            self.consumer.commit_with_map(map, true).await;
+        }
+    }
+
+    /// Stops polling and settling (unsettled messages stay uncommitted), commits what was
+    /// confirmed, and shuts the consumer down.
+    pub async fn close(&self, wait: Duration) {
+        self.tasks.close();
+        let _ = tokio::time::timeout(wait, self.tasks.wait()).await;
+        self.commit().await;
+        if tokio::time::timeout(wait, self.consumer.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(instance = %self.instance, "consumer shutdown timed out");
+        }
+        if let Some(s) = &self.send_back {
+            s.shutdown();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_stop_below_the_lowest_unsettled_offset() {
+        let mut q = QueueTrack::default();
+        q.polled(&[10, 11, 12, 13]);
+        assert_eq!(q.committable(), 10);
+        q.done(11);
+        q.done(13);
+        assert_eq!(q.committable(), 10, "acks above an unsettled one commit nothing");
+        q.done(10);
+        assert_eq!(q.committable(), 12);
+        q.done(12);
+        assert_eq!(q.committable(), 14);
+    }
+
+    #[test]
+    fn a_re_pull_after_rebalance_moves_the_commit_back_only_to_what_is_outstanding() {
+        let mut q = QueueTrack::default();
+        q.polled(&[0, 1, 2]);
+        q.done(0);
+        q.done(1);
+        q.done(2);
+        assert_eq!(q.committable(), 3);
+        // Reassigned: pulling restarts at the persisted offset 1.
+        q.polled(&[1, 2]);
+        assert_eq!(q.committable(), 1);
+        q.done(2);
+        q.done(1);
+        assert_eq!(q.committable(), 3);
+        // An old delivery still unsettled when the same offset is polled again: both count.
+        q.polled(&[3]);
+        q.polled(&[3]);
+        q.done(3);
+        assert_eq!(q.committable(), 3);
+        q.done(3);
+        assert_eq!(q.committable(), 4);
+    }
+
+    #[test]
+    fn only_moved_offsets_are_committed() {
+        let mut t = Tracker::default();
+        let a = MessageQueue::from_parts("T", "b", 0);
+        let b = MessageQueue::from_parts("T", "b", 1);
+        t.polled(&a, &[5]);
+        t.polled(&b, &[7]);
+        assert_eq!(t.to_commit().len(), 2);
+        assert!(t.to_commit().is_empty());
+        t.done(&a, 5);
+        let c = t.to_commit();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[&a], 6);
+    }
+
+    #[test]
+    fn retry_messages_show_their_original_topic() {
+        let mut ext = MessageExt::default();
+        let msg = rocketmq_model::common::message::message_single::Message::builder()
+            .topic("%RETRY%g")
+            .body_slice(b"b")
+            .raw_property(RETRY_TOPIC, "orders")
+            .unwrap()
+            .build()
+            .unwrap();
+        ext.set_message_inner(msg);
+        assert_eq!(real_topic(&ext).as_deref(), Some("orders"));
+        let mut plain = MessageExt::default();
+        plain.set_message_inner(
+            rocketmq_model::common::message::message_single::Message::builder()
+                .topic("orders")
+                .body_slice(b"b")
+                .build()
+                .unwrap(),
+        );
+        assert_eq!(real_topic(&plain), None);
+    }
+}
