@@ -20,13 +20,15 @@
 //!
 //! # Blocking lanes
 //!
-//! The crate runs its synchronous message listener on a "metadata-io" blocking lane. A lane
-//! is bounded (queue depth, queue timeout, task timeout); a listener call that cannot be
-//! admitted becomes a spurious "reconsume later" without the listener ever running, and one
-//! that runs longer than the task timeout is abandoned. Our listener blocks until the app
-//! acks, so every lane is sized for the consumer's threads: `max_concurrency = threads + 4`,
-//! `max_queue_depth = 4×that`, `queue_timeout = 300 s`, `task_timeout = 30 min` (longer than
-//! the consumer's 15 min consume timeout). The threads come from Tokio's blocking pool.
+//! The crate runs the push consumer's synchronous message listener on a "metadata-io"
+//! blocking lane. A lane is bounded (queue depth, queue timeout, task timeout); a listener
+//! call that cannot be admitted becomes a spurious "reconsume later" without the listener
+//! ever running, and one that runs longer than the task timeout is abandoned. Only the
+//! orderly input uses that listener, and it blocks until the app acks, so its lanes are sized
+//! for the consumer's threads: `max_concurrency = threads + 4`, `max_queue_depth = 4×that`,
+//! `queue_timeout = 300 s`, `task_timeout = 30 min` (longer than the consumer's 15 min
+//! consume timeout). Every other client (producers, the concurrent pull input) gets 4. The
+//! threads come from Tokio's blocking pool.
 
 use std::{sync::Arc, time::Duration};
 

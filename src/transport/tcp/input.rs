@@ -1,17 +1,15 @@
-//! The input side: the push consumer, its listeners and the delivery metadata.
+//! The orderly input (the push consumer and its listener) and the delivery metadata both
+//! input paths share ([`inbound`]). The concurrent input is `pull.rs`.
 //!
 //! The crate's listeners are synchronous and run on the client runtime's blocking lane (sized
 //! in [`super::host`]). Each call hands its messages to the Dapr layer as [`Delivery`]s and
 //! blocks on their settle handles; nothing needs a timer, so the wait is a plain
 //! `futures::executor::block_on` over the sink sends, the outcomes and the transport's close
-//! token.
+//! token. Only `consumeOrderly` uses this path: it holds one message per queue, so the
+//! threads it parks are bounded by the queues it owns (and by `consumerThreadNums`).
 //!
-//! A call carries `consumeMessageBatchMaxSize` messages (default 1). The concurrent listener
-//! hands a whole batch to the app at once and answers "consumed" only when every message of
-//! it was acked: the crate gives a listener no way to confirm part of a batch (its context is
-//! read-only, so Java's `ackIndex` is not available), so one failure redelivers the whole
-//! batch. The orderly listener delivers one message at a time, in order, and stops at the
-//! first failure.
+//! The orderly listener delivers one message at a time, in order, and stops at the first
+//! failure (suspend the queue a moment, then the same message again).
 
 use std::{
     collections::HashMap,
@@ -23,8 +21,7 @@ use std::{
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use rocketmq_client_rust::{
-    ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeOrderlyContext,
-    ConsumeOrderlyStatus, DefaultMQPushConsumer, MessageListenerConcurrently,
+    ClientResult, ConsumeOrderlyContext, ConsumeOrderlyStatus, DefaultMQPushConsumer,
     MessageListenerOrderly,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
@@ -219,25 +216,6 @@ impl ListenerShared {
             _ = self.closed.cancelled() => false,
             r = self.sink.send(delivery) => r.is_ok(),
         }
-    }
-}
-
-/// Concurrent listener: every message confirmed → success, anything else → reconsume later
-/// (the whole batch).
-pub struct ConcurrentListener(pub Arc<ListenerShared>);
-
-impl MessageListenerConcurrently for ConcurrentListener {
-    fn consume_message(
-        &self,
-        msgs: &[&MessageExt],
-        ctx: &ConsumeConcurrentlyContext,
-    ) -> ClientResult<ConsumeConcurrentlyStatus> {
-        let broker = ctx.get_message_queue().broker_name().to_string();
-        Ok(if self.0.deliver_all(msgs, &broker) {
-            ConsumeConcurrentlyStatus::ConsumeSuccess
-        } else {
-            ConsumeConcurrentlyStatus::ReconsumeLater
-        })
     }
 }
 

@@ -37,14 +37,20 @@
 //!
 //! # Input
 //!
-//! One push consumer per transport, started by `subscribe`. Its listener hands each message
-//! (`consumeMessageBatchMaxSize` per call, default 1) to the Dapr layer as a [`Delivery`] and
-//! blocks until the Dapr layer settles it: confirm → `CONSUME_SUCCESS` (orderly: `SUCCESS`);
-//! release, a dropped handle or transport close → `RECONSUME_LATER` (orderly:
-//! `SUSPEND_CURRENT_QUEUE_A_MOMENT`), so the broker redelivers with its backoff and, after
-//! `maxReconsumeTimes`, moves the message to `%DLQ%<consumerGroup>`. A message the app finally
-//! acks is never delivered again, except as a batch-mate of a failed one when batches are on
-//! (see `input.rs`).
+//! `subscribe` starts one consumer per transport:
+//!
+//! * concurrent (the default): a lite-pull consumer driven by our own poll loop, with our own
+//!   per-queue offsets and the broker's consumer send-back for failed messages (`pull.rs`).
+//!   At most `maxInFlight` messages are out with the Dapr layer; no thread waits for an ack;
+//!   a release (app error, dropped handle) is sent back, so the broker redelivers through
+//!   `%RETRY%<consumerGroup>` with its backoff and, after `maxReconsumeTimes`, moves the
+//!   message to `%DLQ%<consumerGroup>`;
+//! * orderly (`consumeOrderly`): the crate's push consumer with a synchronous listener that
+//!   blocks until the Dapr layer settles each message (`input.rs`): confirm → `SUCCESS`,
+//!   release → `SUSPEND_CURRENT_QUEUE_A_MOMENT`.
+//!
+//! A message the app finally acks is never delivered again, except as a batch-mate of a
+//! failed one when `consumeMessageBatchMaxSize` > 1.
 //!
 //! Delivery metadata: `rocketmq-topic`, `rocketmq-message-id` (`UNIQ_KEY`, else the broker's
 //! offset id), `rocketmq-tag`, `rocketmq-keys` (comma list), `rocketmq-shardingkey`,
@@ -432,11 +438,7 @@ impl Transport for TcpTransport {
             };
             subscribed.map_err(|e| errors::map(&e, &addrs.join(";"), Some(&sub.topic), false))?;
         }
-        if self.settings.consume_orderly {
-            consumer.register_message_listener_orderly(input::OrderlyListener(shared));
-        } else {
-            consumer.register_message_listener_concurrently(input::ConcurrentListener(shared));
-        }
+        consumer.register_message_listener_orderly(input::OrderlyListener(shared));
         match tokio::time::timeout(Duration::from_secs(10), consumer.start()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(errors::map(&e, &addrs.join(";"), None, false)),
@@ -523,11 +525,12 @@ impl TcpTransport {
         let consumer = pull::build(&host, config, &self.settings, hook.clone())
             .await
             .map_err(|e| errors::map(&e, &target, None, false))?;
-        let send_back = if self.settings.consumer_model == crate::metadata::ConsumerModel::Clustering {
-            Some(pull::SendBack::start(&host, &self.settings, vec![hook]).await?)
-        } else {
-            None
-        };
+        let send_back =
+            if self.settings.consumer_model == crate::metadata::ConsumerModel::Clustering {
+                Some(pull::SendBack::start(&host, &self.settings, vec![hook]).await?)
+            } else {
+                None
+            };
         match tokio::time::timeout(Duration::from_secs(10), consumer.start()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(errors::map(&e, &target, None, false)),

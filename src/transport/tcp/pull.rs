@@ -56,8 +56,7 @@ use rocketmq_protocol::protocol::namespace_util::NamespaceUtil;
 use rocketmq_protocol::protocol::remoting_command::RemotingCommand;
 use rocketmq_protocol::rpc::rpc_request_header::RpcRequestHeader;
 use rocketmq_transport::api::{
-    DefaultRequestProcessor, OutboundRequestOutcome, RPCHook, RemotingClient,
-    TransportClientConfig,
+    DefaultRequestProcessor, OutboundRequestOutcome, RPCHook, RemotingClient, TransportClientConfig,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -138,7 +137,10 @@ pub struct Tracker {
 impl Tracker {
     /// Records one poll of `queue`.
     pub fn polled(&mut self, queue: &MessageQueue, offsets: &[i64]) {
-        self.queues.entry(queue.clone()).or_default().polled(offsets);
+        self.queues
+            .entry(queue.clone())
+            .or_default()
+            .polled(offsets);
     }
 
     /// Settles one delivery.
@@ -189,9 +191,13 @@ pub async fn build(
             ConsumerModel::Clustering => MessageModel::Clustering,
             ConsumerModel::Broadcasting => MessageModel::Broadcasting,
         })
-        .pull_batch_size(i32::try_from(settings.consumer_batch_size.unwrap_or(32).max(1)).unwrap_or(32))
+        .pull_batch_size(
+            i32::try_from(settings.consumer_batch_size.unwrap_or(32).max(1)).unwrap_or(32),
+        )
         .pull_threshold_for_queue(i64::from(settings.pull_threshold_for_queue))
-        .pull_threshold_size_for_queue(i32::try_from(settings.pull_threshold_size_for_queue).unwrap_or(i32::MAX))
+        .pull_threshold_size_for_queue(
+            i32::try_from(settings.pull_threshold_size_for_queue).unwrap_or(i32::MAX),
+        )
         .pull_threshold_for_all(i64::from(settings.pull_threshold_for_all))
         .auto_commit(false)
         .poll_timeout_millis(POLL_TIMEOUT_MS)
@@ -600,7 +606,11 @@ mod tests {
         assert_eq!(q.committable(), 10);
         q.done(11);
         q.done(13);
-        assert_eq!(q.committable(), 10, "acks above an unsettled one commit nothing");
+        assert_eq!(
+            q.committable(),
+            10,
+            "acks above an unsettled one commit nothing"
+        );
         q.done(10);
         assert_eq!(q.committable(), 12);
         q.done(12);
