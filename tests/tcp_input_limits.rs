@@ -35,10 +35,16 @@ impl Bin {
             .arg(dir)
             .arg("--shutdown-timeout")
             .arg("2s")
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("LIMITS_DAEMON_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(match std::env::var("LIMITS_DAEMON_STDERR") {
+                Ok(f) => Stdio::from(std::fs::File::create(f).unwrap()),
+                Err(_) => Stdio::null(),
+            })
             .spawn()
             .unwrap();
         let sock = dir.join("rocketmq-pluggable.sock");
