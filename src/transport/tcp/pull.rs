@@ -158,7 +158,7 @@ impl Tracker {
     }
 
     /// Offsets that moved since the last call.
-    pub fn to_commit(&mut self) -> HashMap<MessageQueue, i64> {
+    pub fn take_moved(&mut self) -> HashMap<MessageQueue, i64> {
         let mut out = HashMap::new();
         for (mq, q) in &mut self.queues {
             let c = q.committable();
@@ -298,7 +298,7 @@ impl SendBack {
             .map_err(|e| TransportError::Unsupported(format!("send-back client: {e}")))?;
         let namespace = settings.instance_id.clone().filter(|s| !s.is_empty());
         let group = match &namespace {
-            Some(ns) => NamespaceUtil::wrap_namespace(ns, &consumer_group(settings)).to_string(),
+            Some(ns) => NamespaceUtil::wrap_namespace(ns, consumer_group(settings)).to_string(),
             None => consumer_group(settings),
         };
         Ok(SendBack {
@@ -613,7 +613,7 @@ impl PullInput {
     /// Commits (and persists) the progress made since the last commit.
     pub async fn commit(&self) {
         let map = match self.tracker.lock() {
-            Ok(mut t) => t.to_commit(),
+            Ok(mut t) => t.take_moved(),
             Err(_) => return,
         };
         if !map.is_empty() {
@@ -701,10 +701,10 @@ mod tests {
         let b = MessageQueue::from_parts("T", "b", 1);
         t.polled(&a, &[5]);
         t.polled(&b, &[7]);
-        assert_eq!(t.to_commit().len(), 2);
-        assert!(t.to_commit().is_empty());
+        assert_eq!(t.take_moved().len(), 2);
+        assert!(t.take_moved().is_empty());
         t.done(&a, 5);
-        let c = t.to_commit();
+        let c = t.take_moved();
         assert_eq!(c.len(), 1);
         assert_eq!(c[&a], 6);
     }
