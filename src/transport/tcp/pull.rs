@@ -36,9 +36,9 @@
 //! `maxInFlight` messages. The broker answers a pull with up to the pull batch size
 //! (`consumerBatchSize`, 32) whatever the bodies weigh (32 × 1 MiB bodies = 32 MiB per
 //! pull, measured: 357 MB of RSS for a 200 × 1 MiB backlog), so the first pull of each queue
-//! asks for one message and the poll loop then sets the batch to what fits
+//! asks for one app batch (`consumeMessageBatchMaxSize`, default 1) and the poll loop then sets the batch to what fits
 //! `pullThresholdSizeForQueue` for the largest body of the last poll ([`fitted_batch`]; up
-//! to `consumerBatchSize` for small bodies): one queue then caches at most about twice that
+//! to `consumerBatchSize` for small bodies, never below one app batch): one queue then caches at most about twice that
 //! threshold. A sudden burst of bodies much larger than the recent ones can overshoot by one
 //! pull per queue before the batch shrinks.
 //!
@@ -189,6 +189,14 @@ fn pull_batch_size(settings: &Settings) -> i32 {
     i32::try_from(settings.consumer_batch_size.unwrap_or(32).max(1)).unwrap_or(32)
 }
 
+/// The first pull's batch: one app batch (`consumeMessageBatchMaxSize`, default 1), at most
+/// `consumerBatchSize`.
+fn first_pull_batch(settings: &Settings) -> i32 {
+    i32::try_from(settings.consume_batch_max_size.max(1))
+        .unwrap_or(1)
+        .min(pull_batch_size(settings))
+}
+
 /// The pull batch size that keeps one pull of messages as large as `largest` within
 /// `budget` bytes (at least 1, at most `configured`). The broker answers a pull with up to
 /// the batch size whatever the bodies weigh, and the cache thresholds are only checked
@@ -234,7 +242,9 @@ pub async fn build(
     };
     let consumer = b.build()?;
     // The builder's value does not reach the first pulls (measured: 32 each); set it here.
-    consumer.set_pull_batch_size(1).await;
+    consumer
+        .set_pull_batch_size(first_pull_batch(settings))
+        .await;
     for sub in &settings.topics {
         match &settings.sql_filter {
             Some(sql) => {
@@ -373,6 +383,7 @@ pub struct PullInput {
     /// The configured pull batch size (`consumerBatchSize`) and the per-queue cache budget in
     /// bytes (`pullThresholdSizeForQueue`): pulls shrink so that one pull fits the budget.
     pull_batch: i32,
+    first_batch: i32,
     cache_bytes: usize,
     /// Batches to deliver again locally (their send-back failed); the poll loop hands them
     /// over before polling more.
@@ -410,6 +421,7 @@ impl PullInput {
             broadcasting: settings.consumer_model == ConsumerModel::Broadcasting,
             retry_tx,
             pull_batch: pull_batch_size(settings),
+            first_batch: first_pull_batch(settings),
             cache_bytes: (settings.pull_threshold_size_for_queue as usize).saturating_mul(1 << 20),
         });
         let me = input.clone();
@@ -419,7 +431,7 @@ impl PullInput {
     }
 
     async fn poll_loop(self: Arc<Self>, mut retry_rx: mpsc::UnboundedReceiver<Batch>) {
-        let mut batch_now = 1;
+        let mut batch_now = self.first_batch;
         loop {
             // One credit before polling (there is room for at least one message), the rest
             // for what the poll returned before handing it over. Local retries hold their
@@ -461,7 +473,9 @@ impl PullInput {
                 .map(|m| m.body().map_or(0, |b| b.len()))
                 .max()
                 .unwrap_or(0);
-            let fitted = fitted_batch(self.pull_batch, self.cache_bytes, largest);
+            // Never below one app batch: batches are formed from one poll.
+            let fitted =
+                fitted_batch(self.pull_batch, self.cache_bytes, largest).max(self.first_batch);
             if fitted != batch_now {
                 tracing::debug!(instance = %self.instance, from = batch_now, to = fitted, largest, "pull batch size fitted to the cache budget");
                 self.consumer.set_pull_batch_size(fitted).await;
@@ -715,11 +729,15 @@ mod tests {
         let msg = rocketmq_model::common::message::message_single::Message::builder()
             .topic("%RETRY%g")
             .body_slice(b"b")
-            .raw_property(RETRY_TOPIC, "orders")
-            .unwrap()
             .build()
             .unwrap();
         ext.set_message_inner(msg);
+        // A system property: only the broker sets it (the builder refuses it).
+        rocketmq_model::common::message::message_accessor::MessageAccessor::put_property(
+            &mut ext,
+            RETRY_TOPIC.into(),
+            "orders".into(),
+        );
         assert_eq!(real_topic(&ext).as_deref(), Some("orders"));
         let mut plain = MessageExt::default();
         plain.set_message_inner(
