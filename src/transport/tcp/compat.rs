@@ -33,6 +33,10 @@ pub fn hook(inner: Option<Arc<dyn RPCHook>>) -> Arc<dyn RPCHook> {
     Arc::new(CompatHook { inner })
 }
 
+/// `PULL_MESSAGE` / `LITE_PULL_MESSAGE` request codes.
+const PULL_MESSAGE: i32 = 11;
+const LITE_PULL_MESSAGE: i32 = 361;
+
 struct CompatHook {
     inner: Option<Arc<dyn RPCHook>>,
 }
@@ -43,6 +47,12 @@ impl RPCHook for CompatHook {
         remote_addr: SocketAddr,
         request: &mut RemotingCommand,
     ) -> Result<(), SharedError> {
+        // The lite-pull consumer pulls with LITE_PULL_MESSAGE (361), which 4.x brokers refuse
+        // ("request type 361 not supported"); PULL_MESSAGE carries the same header and both
+        // 5.x codes go to the same processor, so every pull is sent as PULL_MESSAGE.
+        if request.code() == LITE_PULL_MESSAGE {
+            request.set_code_ref(PULL_MESSAGE);
+        }
         match &self.inner {
             Some(h) => h.do_before_request(remote_addr, request),
             None => Ok(()),
@@ -62,6 +72,19 @@ impl RPCHook for CompatHook {
                 .and_then(|b| route_with_acting_master(b))
         {
             response.set_body_mut_ref(fixed);
+        }
+        if matches!(request.code(), PULL_MESSAGE | LITE_PULL_MESSAGE)
+            && !matches!(response.code(), 0 | 19 | 20 | 21 | 22)
+        {
+            // Not found / no new message / retry immediately / offset moved are ordinary
+            // answers; anything else is why a pull failed (the client only says "Broker
+            // operation failed").
+            tracing::debug!(
+                request = request.code(),
+                code = response.code(),
+                remark = %response.remark().map(|r| r.as_str()).unwrap_or_default(),
+                "pull refused by the broker"
+            );
         }
         if response.code() == SYSTEM_ERROR
             && response
