@@ -14,6 +14,12 @@
 //!   `NO_PERMISSION` (16). The crate keeps the code but drops the remark, so a wrong secret
 //!   looked like any broker failure. The hook turns such a reply into `NO_PERMISSION`, remark
 //!   kept.
+//! - **4.x brokers refuse `LITE_PULL_MESSAGE`** (361, "request type 361 not supported"), the
+//!   code every pull of the crate's lite-pull consumer (our concurrent input) carries. The
+//!   header is the one of `PULL_MESSAGE` (11), and 5.x brokers route both codes to the same
+//!   processor, so the hook sends every lite pull as `PULL_MESSAGE`. Pulls a broker still
+//!   refuses are logged at debug with its code and remark (the crate only reports "Broker
+//!   operation failed").
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -176,6 +182,18 @@ mod tests {
         let mut other = reply(0);
         h.do_after_response(addr, &other_req, &mut other).unwrap();
         assert_eq!(other.get_body().unwrap().as_ref(), ROUTE_4X.as_bytes());
+    }
+
+    #[test]
+    fn lite_pulls_are_sent_as_plain_pulls_other_requests_unchanged() {
+        let h = hook(None);
+        let addr: SocketAddr = "127.0.0.1:10911".parse().unwrap();
+        let mut lite = RemotingCommand::create_remoting_command(LITE_PULL_MESSAGE);
+        h.do_before_request(addr, &mut lite).unwrap();
+        assert_eq!(lite.code(), PULL_MESSAGE);
+        let mut route = RemotingCommand::create_remoting_command(GET_ROUTEINFO_BY_TOPIC);
+        h.do_before_request(addr, &mut route).unwrap();
+        assert_eq!(route.code(), GET_ROUTEINFO_BY_TOPIC);
     }
 
     #[test]
