@@ -19,7 +19,7 @@ use std::{
     },
 };
 
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use crate::transport::contract;
 use rocketmq_client_rust::{
     ClientResult, ConsumeOrderlyContext, ConsumeOrderlyStatus, DefaultMQPushConsumer,
     MessageListenerOrderly,
@@ -50,38 +50,13 @@ pub mod md {
     pub const BROKER_NAME: &str = "rocketmq-broker-name";
 }
 
-/// Percent-encoded in values: control characters (non-ASCII always is) and `%` itself, so the
-/// encoding is reversible.
-const VALUE_UNSAFE: &AsciiSet = &CONTROLS.add(b'%');
-/// Percent-encoded in property names: everything that is not an HTTP token character.
-const NAME_UNSAFE: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'(')
-    .add(b')')
-    .add(b',')
-    .add(b'/')
-    .add(b':')
-    .add(b';')
-    .add(b'<')
-    .add(b'=')
-    .add(b'>')
-    .add(b'?')
-    .add(b'@')
-    .add(b'[')
-    .add(b'\\')
-    .add(b']')
-    .add(b'{')
-    .add(b'}')
-    .add(b'%');
-
-/// Header-safe value.
+/// Header-safe value (the shared delivery encoding, [`contract::delivery_value`]).
 pub fn header_value(v: &str) -> String {
-    utf8_percent_encode(v, VALUE_UNSAFE).to_string()
+    contract::delivery_value(v)
 }
 
 fn header_name(v: &str) -> String {
-    utf8_percent_encode(v, NAME_UNSAFE).to_string()
+    contract::delivery_name(v)
 }
 
 /// `a || b` → `a||b`: the crate hashes untrimmed tags, so spaces would deliver nothing.
@@ -279,14 +254,8 @@ pub fn inbound(msg: &MessageExt, group: &str, queue_broker: &str) -> InboundMess
     for (k, v) in msg.properties() {
         let name = k.as_str();
         if keys::TRACE_KEYS.contains(&name) {
-            // W3C trace context is printable ASCII by definition and daprd parses it from
-            // these keys: keep it verbatim (`%` in baggage included) unless it is unsafe.
-            let v = v.as_str();
-            if v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-                trace.push((name.to_string(), v.to_string()));
-            } else {
-                put(name, v);
-            }
+            // W3C trace context: verbatim when printable (see `contract`).
+            trace.push((name.to_string(), contract::delivery_trace_value(v.as_str())));
         } else if !is_system_property(name) {
             let key = format!("{}{}", keys::PROPERTY_PREFIX, header_name(name));
             put(&key, v.as_str());
