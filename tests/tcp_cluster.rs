@@ -93,15 +93,7 @@ impl Bin {
             .stderr(log)
             .spawn()
             .unwrap();
-        let sock = dir.join("rocketmq-pluggable.sock");
-        let t = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "daemon socket not ready"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        common::wait_for_socket(dir);
         Bin { child }
     }
 }

@@ -37,6 +37,21 @@ pub fn with_instance<T>(name: &str, msg: T) -> Request<T> {
     req
 }
 
+/// Waits until a daemon started as a child process accepts connections on its socket
+/// (`<dir>/rocketmq-pluggable.sock`); panics after 10 s.
+pub fn wait_for_socket(dir: &std::path::Path) {
+    let sock = dir.join("rocketmq-pluggable.sock");
+    let t = std::time::Instant::now();
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "daemon socket {} not ready",
+            sock.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub fn props(kv: &[(&str, &str)]) -> HashMap<String, String> {
     kv.iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

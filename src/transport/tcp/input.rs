@@ -97,6 +97,13 @@ pub fn build_consumer(
         .consume_thread_max(threads)
         .consume_message_batch_max_size(settings.consume_batch_max_size.max(1))
         .pull_batch_size(settings.consumer_batch_size.unwrap_or(32).max(1))
+        // The same cache bounds as the pull input: the push consumer's own defaults
+        // (100 MiB per queue) let a backlog of large messages fill the daemon.
+        .pull_threshold_for_queue(settings.pull_threshold_for_queue)
+        .pull_threshold_size_for_queue(settings.pull_threshold_size_for_queue)
+        .pull_threshold_for_topic(
+            i32::try_from(settings.pull_threshold_for_all).unwrap_or(i32::MAX),
+        )
         .max_reconsume_times(i32::try_from(settings.max_reconsume_times).unwrap_or(16))
         .rpc_hook(hook);
     b = match &settings.from_where {
