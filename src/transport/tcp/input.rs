@@ -78,6 +78,16 @@ pub fn consumer_group(settings: &Settings) -> String {
     settings.consumer_group.clone()
 }
 
+/// Where a new group starts (`fromWhere`), and the `consumeTimestamp` that goes with it; one
+/// mapping for the push and the pull consumer.
+pub(super) fn consume_from(settings: &Settings) -> (ConsumeFromWhere, Option<String>) {
+    match &settings.from_where {
+        FromWhere::LastOffset => (ConsumeFromWhere::ConsumeFromLastOffset, None),
+        FromWhere::FirstOffset => (ConsumeFromWhere::ConsumeFromFirstOffset, None),
+        FromWhere::Timestamp(ts) => (ConsumeFromWhere::ConsumeFromTimestamp, Some(ts.clone())),
+    }
+}
+
 /// Builds the push consumer (not subscribed, not started).
 pub fn build_consumer(
     host: &ClientHost,
@@ -106,13 +116,11 @@ pub fn build_consumer(
         )
         .max_reconsume_times(i32::try_from(settings.max_reconsume_times).unwrap_or(16))
         .rpc_hook(hook);
-    b = match &settings.from_where {
-        FromWhere::LastOffset => b.consume_from_where(ConsumeFromWhere::ConsumeFromLastOffset),
-        FromWhere::FirstOffset => b.consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset),
-        FromWhere::Timestamp(ts) => b
-            .consume_from_where(ConsumeFromWhere::ConsumeFromTimestamp)
-            .consume_timestamp(ts.clone()),
-    };
+    let (from, timestamp) = consume_from(settings);
+    b = b.consume_from_where(from);
+    if let Some(ts) = timestamp {
+        b = b.consume_timestamp(ts);
+    }
     b.build()
 }
 

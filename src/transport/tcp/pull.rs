@@ -53,7 +53,6 @@ use std::{
 
 use cheetah_string::CheetahString;
 use rocketmq_client_rust::{ClientOptions, DefaultLitePullConsumer, MessageSelector};
-use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::MessageTrait;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_queue::MessageQueue;
@@ -70,7 +69,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::host::ClientHost;
 use super::input::{consumer_group, inbound, normalize_expression};
-use crate::metadata::{ConsumerModel, FromWhere, Settings};
+use crate::metadata::{ConsumerModel, Settings};
 use crate::transport::{Delivery, Outcome, TransportError, outcome};
 
 /// How often acknowledged progress is committed (and persisted to the broker).
@@ -233,13 +232,11 @@ pub async fn build(
         .auto_commit(false)
         .poll_timeout_millis(POLL_TIMEOUT_MS)
         .rpc_hook(hook);
-    b = match &settings.from_where {
-        FromWhere::LastOffset => b.consume_from_where(ConsumeFromWhere::ConsumeFromLastOffset),
-        FromWhere::FirstOffset => b.consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset),
-        FromWhere::Timestamp(ts) => b
-            .consume_from_where(ConsumeFromWhere::ConsumeFromTimestamp)
-            .consume_timestamp(ts.clone()),
-    };
+    let (from, timestamp) = super::input::consume_from(settings);
+    b = b.consume_from_where(from);
+    if let Some(ts) = timestamp {
+        b = b.consume_timestamp(ts);
+    }
     let consumer = b.build()?;
     // The builder's value does not reach the first pulls (measured: 32 each); set it here.
     consumer
