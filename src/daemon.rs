@@ -29,7 +29,6 @@
 use std::{
     future::Future,
     net::SocketAddr,
-    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     sync::{
         Arc,
@@ -217,16 +216,28 @@ pub fn bind(opts: &SocketOptions) -> Result<BoundSocket, DaemonError> {
         tracing::warn!(socket = %path.display(), "removing stale socket file");
         std::fs::remove_file(&path).map_err(io("cannot remove stale socket", &path))?;
     }
-    let listener = UnixListener::bind(&path).map_err(io("cannot bind socket", &path))?;
+    let listener = bind_with_mode(&path, opts.mode).map_err(io("cannot bind socket", &path))?;
     let identity = file_identity(&path).ok_or_else(|| DaemonError::SocketLost(path.clone()))?;
-    let bound = BoundSocket {
-        path: path.clone(),
+    Ok(BoundSocket {
+        path,
         listener: Some(listener),
         identity,
-    };
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(opts.mode))
-        .map_err(io("cannot set socket mode on", &path))?;
-    Ok(bound)
+    })
+}
+
+/// Binds with the file mode already in place: the socket file is created under a umask that
+/// leaves exactly `mode`, so there is no moment when a client can connect to a socket with the
+/// default mode, and nothing to chmod afterwards (a chmod after bind raced with a file removed in
+/// between). The umask is process-wide; it is held only for the `bind` call at startup, before
+/// the daemon creates any other file.
+fn bind_with_mode(path: &Path, mode: u32) -> std::io::Result<UnixListener> {
+    let mask = (!mode & 0o777) as libc::mode_t;
+    // SAFETY: umask only swaps the process file-creation mask; it cannot fail.
+    let previous = unsafe { libc::umask(mask) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above, restoring the mask read before.
+    unsafe { libc::umask(previous) };
+    bound
 }
 
 /// How the server behaves once bound.
