@@ -49,7 +49,12 @@ use bytes::Bytes;
 use clap::Parser;
 use common::{Daprd, with_instance};
 use rocketmq_binding::{
-    dapr::proto::{InvokeRequest, ReadRequest},
+    dapr::proto::{
+        InvokeRequest, InvokeResponse, ListOperationsRequest, ListOperationsResponse,
+        OutputBindingInitRequest, OutputBindingInitResponse, PingRequest, PingResponse,
+        ReadRequest,
+        output_binding_server::{OutputBinding, OutputBindingServer},
+    },
     emulator,
     transport::tcp::host::ClientHost,
 };
@@ -527,6 +532,114 @@ impl Drop for DaemonProc {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The gRPC hop: a do-nothing OutputBinding server
+// ------------------------------------------------------------------------------------------
+
+/// Hidden first argument: this example re-executed as the do-nothing server.
+const NOOP_FLAG: &str = "--serve-noop-output-binding";
+
+/// An OutputBinding whose every call answers at once: what one Invoke costs over the Unix
+/// socket with nothing behind it (tonic, h2, the kernel, two processes' wakeups). The daemon's
+/// row minus the raw producer's minus this one is what the daemon itself adds.
+struct NoopOutput;
+
+#[tonic::async_trait]
+impl OutputBinding for NoopOutput {
+    async fn init(
+        &self,
+        _: tonic::Request<OutputBindingInitRequest>,
+    ) -> Result<tonic::Response<OutputBindingInitResponse>, tonic::Status> {
+        Ok(tonic::Response::new(OutputBindingInitResponse {}))
+    }
+    async fn invoke(
+        &self,
+        _: tonic::Request<InvokeRequest>,
+    ) -> Result<tonic::Response<InvokeResponse>, tonic::Status> {
+        Ok(tonic::Response::new(InvokeResponse::default()))
+    }
+    async fn list_operations(
+        &self,
+        _: tonic::Request<ListOperationsRequest>,
+    ) -> Result<tonic::Response<ListOperationsResponse>, tonic::Status> {
+        Ok(tonic::Response::new(ListOperationsResponse::default()))
+    }
+    async fn ping(
+        &self,
+        _: tonic::Request<PingRequest>,
+    ) -> Result<tonic::Response<PingResponse>, tonic::Status> {
+        Ok(tonic::Response::new(PingResponse {}))
+    }
+}
+
+/// Serves [`NoopOutput`] on `socket` with one worker thread (the daemon's default) until killed.
+fn serve_noop(socket: Option<PathBuf>) -> std::process::ExitCode {
+    let Some(socket) = socket else {
+        eprintln!("usage: bench {NOOP_FLAG} SOCKET");
+        return std::process::ExitCode::FAILURE;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let listener = tokio::net::UnixListener::bind(&socket).expect("bind the noop socket");
+        tonic::transport::Server::builder()
+            .add_service(OutputBindingServer::new(NoopOutput))
+            .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
+            .await
+            .expect("noop server");
+    });
+    std::process::ExitCode::SUCCESS
+}
+
+/// The do-nothing server as a child process (killed on drop).
+struct NoopProc {
+    child: Child,
+    pid: u32,
+    _dir: tempfile::TempDir,
+    client: Daprd,
+}
+
+impl NoopProc {
+    async fn spawn() -> Result<NoopProc, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let socket = dir.path().join("noop.sock");
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = Command::new(exe)
+            .arg(NOOP_FLAG)
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the noop server: {e}"))?;
+        let t0 = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            if t0.elapsed() > Duration::from_secs(10) || matches!(child.try_wait(), Ok(Some(_))) {
+                let _ = child.kill();
+                return Err("noop server did not start".into());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let pid = child.id();
+        let client = Daprd::connect(&socket).await;
+        Ok(NoopProc {
+            child,
+            pid,
+            _dir: dir,
+            client,
+        })
+    }
+}
+
+impl Drop for NoopProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -1039,6 +1152,24 @@ async fn output_phase(
     )
     .await;
 
+    // The gRPC hop with nothing behind it, measured in the same rounds.
+    let noop = match NoopProc::spawn().await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return json!({"error": e});
+        }
+    };
+    let noop_pids = (Some(noop.pid), None);
+    let _ = drive(
+        warm,
+        8,
+        plan.limit,
+        noop_pids,
+        invoke_fn(&noop.client, "noop", &topic, &body),
+    )
+    .await;
+
     reset_hwm(daemon_pid);
     let mut points = Vec::new();
     table.push(format!(
@@ -1048,11 +1179,22 @@ async fn output_phase(
     ));
     for &c in &plan.conc {
         let n = (plan.count_for(c) / count_div).max(10);
-        let (mut raws, mut dmns) = (Vec::new(), Vec::new());
+        let (mut raws, mut dmns, mut hops) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
             // Alternate the order so neither side always runs on a warmer broker.
-            for side in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
-                if side == 0 {
+            for side in if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] } {
+                if side == 2 {
+                    hops.push(
+                        drive(
+                            n,
+                            c,
+                            plan.limit,
+                            noop_pids,
+                            invoke_fn(&noop.client, "noop", &topic, &body),
+                        )
+                        .await,
+                    );
+                } else if side == 0 {
                     raws.push(drive(n, c, plan.limit, pids, raw_fn(&raw, &topic, &body)).await);
                 } else {
                     dmns.push(
@@ -1068,10 +1210,12 @@ async fn output_phase(
                 }
             }
         }
-        let (r, d) = (median_run(&raws), median_run(&dmns));
+        let (r, d, h) = (median_run(&raws), median_run(&dmns), median_run(&hops));
         let ratio = d.rate() / r.rate().max(1e-9);
         let added = d.pct(0.99) - r.pct(0.99);
-        for (side, x) in [("raw", &r), ("dmn", &d)] {
+        // What the daemon adds beyond the raw send and the bare gRPC hop, at the median.
+        let beyond_hop_us = (d.pct(0.5) - r.pct(0.5) - h.pct(0.5)) * 1000.0;
+        for (side, x) in [("raw", &r), ("dmn", &d), ("hop", &h)] {
             table.push(format!(
                 "{:<5} {:>4} {:>9} {:>9.0} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>8} {:>8} {:>8.0} {:>8} {:>7.2} {:>7.2} {:>6}",
                 side,
@@ -1083,7 +1227,7 @@ async fn output_phase(
                 x.pct(0.99),
                 x.pct(0.999),
                 if side == "dmn" { format!("{added:+.2}") } else { String::new() },
-                if side == "dmn" { opt(x.cpu.daemon_us, 0) } else { "-".into() },
+                if side == "raw" { "-".into() } else { opt(x.cpu.daemon_us, 0) },
                 opt(x.cpu.broker_us, 0),
                 x.cpu.bench_us,
                 opt(x.cpu.broker, 2),
@@ -1100,7 +1244,19 @@ async fn output_phase(
             "ratio_daemon_over_raw": ratio,
             "added_p99_ms": added,
             "added_p50_ms": d.pct(0.5) - r.pct(0.5),
+            "hop": run_json(&h),
+            "added_p50_beyond_hop_us": beyond_hop_us,
+            "daemon_cpu_beyond_raw_producer_us": d.cpu.daemon_us.map(|u| u - r.cpu.bench_us),
         }));
+        table.push(format!(
+            "{:<5} {:>4} daemon p50 − raw p50 − hop p50 = {beyond_hop_us:+.0} µs; daemon CPU − raw producer CPU = {} µs/msg",
+            "",
+            c,
+            d.cpu
+                .daemon_us
+                .map(|u| format!("{:+.0}", u - r.cpu.bench_us))
+                .unwrap_or_else(|| "-".into()),
+        ));
     }
     let peak = hwm_mb(daemon_pid);
     let mut raw = Arc::try_unwrap(raw).ok();
@@ -1197,7 +1353,7 @@ async fn input_phase(
                 x.rate(),
                 if side == "dmn" { format!("{ratio:.2}") } else { String::new() },
                 x.rate_total(),
-                if side == "dmn" { opt(x.cpu.daemon_us, 0) } else { "-".into() },
+                if side == "raw" { "-".into() } else { opt(x.cpu.daemon_us, 0) },
                 opt(x.cpu.broker_us, 0),
                 x.cpu.bench_us,
                 x.cpu.machine,
@@ -1388,8 +1544,20 @@ async fn startup_phase(bin: &Path, log: &Path, plan: &Plan) -> Value {
 
 // ------------------------------------------------------------------------------------------
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(NOOP_FLAG) {
+        return serve_noop(argv.get(2).map(PathBuf::from));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(bench_main())
+}
+
+async fn bench_main() -> std::process::ExitCode {
     let args = Args::parse();
     let plan = Plan::new(&args);
     let t_all = Instant::now();

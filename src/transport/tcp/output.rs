@@ -1,11 +1,13 @@
 //! The output side: request metadata → messages, the producer, the send receipt.
 
 use std::{
+    future::Future,
+    pin::Pin,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use rocketmq_client_rust::{ClientError, DefaultMQProducer, SendResult};
+use rocketmq_client_rust::{ClientError, ClientResult, DefaultMQProducer, SendResult};
 use rocketmq_model::common::message::MessageTrait;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::common::message::{STRING_HASH_SET, message_queue::MessageQueue};
@@ -363,20 +365,18 @@ pub async fn send_one(
 ) -> Result<SendResult, SendFailure> {
     let ms = timeout.as_millis() as u64;
     let outer = timeout + Duration::from_millis(500);
-    let fut = async {
-        match one.sharding_key {
-            Some(key) => {
-                producer
-                    .send_with_selector_timeout(
-                        one.message,
-                        |mqs: &[MessageQueue], _m: &Message, k: &String| select_queue(mqs, k),
-                        key,
-                        ms,
-                    )
-                    .await
-            }
-            None => producer.send_with_timeout(one.message, ms).await,
-        }
+    // The client's send futures are large (~16 KiB); boxed once here, every future around
+    // this one (the timeout, the transport's, the gRPC handler's) holds a pointer instead of
+    // being copied with that state inside at each layer.
+    type Sending<'p> = Pin<Box<dyn Future<Output = ClientResult<Option<SendResult>>> + Send + 'p>>;
+    let fut: Sending<'_> = match one.sharding_key {
+        Some(key) => Box::pin(producer.send_with_selector_timeout(
+            one.message,
+            |mqs: &[MessageQueue], _m: &Message, k: &String| select_queue(mqs, k),
+            key,
+            ms,
+        )),
+        None => Box::pin(producer.send_with_timeout(one.message, ms)),
     };
     match tokio::time::timeout(outer, fut).await {
         Ok(Ok(Some(r))) => Ok(r),
@@ -388,10 +388,11 @@ pub async fn send_one(
 
 /// The receipt of one request (comma lists when it fanned out to several topics).
 pub fn receipt(results: &[(String, SendResult)]) -> SendReceipt {
-    let join = |f: &dyn Fn(&(String, SendResult)) -> String| {
-        results.iter().map(f).collect::<Vec<_>>().join(",")
+    let join = |f: &dyn Fn(&(String, SendResult)) -> String| match results {
+        [one] => f(one),
+        _ => results.iter().map(f).collect::<Vec<_>>().join(","),
     };
-    let mut r = SendReceipt::new();
+    let mut r = SendReceipt::with_capacity(6);
     r.insert(
         RECEIPT_MESSAGE_ID.into(),
         join(&|(_, s)| s.msg_id.as_ref().map(|m| m.to_string()).unwrap_or_default()),
