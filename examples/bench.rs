@@ -249,6 +249,20 @@ fn rss_mb(pid: u32) -> f64 {
     status_kb(pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0
 }
 
+/// (file-backed, anonymous) resident MB from `/proc/<pid>/smaps_rollup`: the first is mostly
+/// the daemon's own code pages that have run, the second its heap and stacks.
+fn rss_split_mb(pid: u32) -> (f64, f64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let kb = |field: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let (rss, anon) = (kb("Rss:"), kb("Anonymous:"));
+    ((rss - anon) / 1024.0, anon / 1024.0)
+}
+
 fn hwm_mb(pid: u32) -> f64 {
     status_kb(pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0
 }
@@ -1714,10 +1728,13 @@ async fn bench_main() -> std::process::ExitCode {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let idle = rss_mb(pid);
                 let idle_hwm = hwm_mb(pid);
-                report["memory"] =
-                    json!({"daemon_idle_rss_mb": idle, "daemon_hwm_after_init_mb": idle_hwm});
+                let (file, anon) = rss_split_mb(pid);
+                report["memory"] = json!({
+                    "daemon_idle_rss_mb": idle, "daemon_hwm_after_init_mb": idle_hwm,
+                    "daemon_idle_file_backed_mb": file, "daemon_idle_anonymous_mb": anon,
+                });
                 text.push(format!(
-                    "MEMORY   daemon RSS idle after Init (tcp producer + input instance): {idle:.1} MB (VmHWM so far {idle_hwm:.1} MB)"
+                    "MEMORY   daemon RSS idle after Init (tcp producer + input instance): {idle:.1} MB (VmHWM so far {idle_hwm:.1} MB); file-backed (code) {file:.1} MB, anonymous {anon:.1} MB"
                 ));
 
                 if phase(&args, "output") {
