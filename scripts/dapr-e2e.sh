@@ -7,7 +7,7 @@
 #   scripts/dapr-e2e.sh [pytest args]     e.g. -k http  or  -k "side" -x
 #
 # 1. installs the Python side (tests/dapr/requirements.txt) into .tools/dapr-py when missing;
-# 2. builds daprd once per version (cold: ~10-17 min on 2 cores, then cached) and the binaries;
+# 2. builds daprd once per version (cold: ~5 min on 2 cores, then cached) and the binaries;
 # 3. needs the brokers' addresses in the environment (ROCKETMQ_NAMESRV, ROCKETMQ_ACL_*), as
 #    scripts/test.sh exports them; starts them itself when they are missing.
 set -euo pipefail

@@ -5,7 +5,7 @@
 #   scripts/demo.sh --tcp    a local Apache RocketMQ name server + broker (scripts/rocketmq-local.sh;
 #                            the first run fetches the jars from Maven Central)
 #   scripts/demo.sh --dapr   the real flow: the real daprd (scripts/daprd-local.sh; the first run
-#                            builds it, ~10-17 minutes) in front of the daemon and a tiny HTTP app
+#                            builds it, ~5 minutes) in front of the daemon and a tiny HTTP app
 #                            (scripts/demo-app.py), the emulator as the broker, curl as the sender
 #
 # Builds the binaries, starts the broker side and the daemon on a socket in a temp folder, then

@@ -11,7 +11,7 @@
 #    and for its duration a two-broker cluster (name server 31876, broker-a 32911, broker-b 33911:
 #    tests/tcp_cluster.rs SIGKILLs and SIGSTOPs its brokers);
 # 5. runs the end-to-end suite under the real daprd (scripts/dapr-e2e.sh: builds daprd from Go
-#    modules once per version, ~10-17 min cold, and installs the Dapr Python SDK into .tools/);
+#    modules once per version, ~5 min cold, and installs the Dapr Python SDK into .tools/);
 # 6. runs the benchmark in smoke mode (seconds; numbers are not judged);
 # 7. stops the servers (pairs and cluster), also on failure.
 set -euo pipefail
