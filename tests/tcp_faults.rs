@@ -4,23 +4,22 @@
 //! `SCENARIO` line with its numbers.
 
 mod common;
+#[path = "common/daemon_bin.rs"]
+mod daemon_bin;
 #[path = "common/rocketmq.rs"]
 mod rocketmq;
 
 use std::{
     collections::{HashMap, HashSet},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use common::{Daprd, TestDaemon, props};
+use common::{TestDaemon, props};
+use daemon_bin::Bin;
 use rocketmq::{PrivatePair, drain, namesrv, read_acking, report, send_n, unique};
 use rocketmq_binding::transport::DefaultConnector;
 use tonic::Code;
-
-const BIN: &str = env!("CARGO_BIN_EXE_rocketmq-binding");
 
 fn input_props(ns: &str, topic: &str, group: &str) -> HashMap<String, String> {
     props(&[
@@ -190,52 +189,6 @@ async fn unknown_topic_with_auto_create_off_is_not_found() {
 }
 
 // ---- the real binary -------------------------------------------------------------------
-
-struct Bin {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Bin {
-    fn start(dir: &Path) -> Bin {
-        let child = Command::new(BIN)
-            .arg("--socket-folder")
-            .arg(dir)
-            .arg("--shutdown-timeout")
-            .arg("2s")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        common::wait_for_socket(dir);
-        Bin {
-            child,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    async fn daprd(&self) -> Daprd {
-        Daprd::connect(&self.dir.join("rocketmq-pluggable.sock")).await
-    }
-
-    fn signal(&mut self, sig: i32) {
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-        let t = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(t.elapsed() < Duration::from_secs(30), "daemon did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Bin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Sends 200, reads and acks 60 and holds 5 more unacked, stops the daemon with `sig`,
 /// restarts it and reads the rest. Returns (acked before, seen after).

@@ -4,84 +4,23 @@
 //! thresholds, not the backlog). Every scenario prints a `SCENARIO` line with its numbers.
 
 mod common;
+#[path = "common/daemon_bin.rs"]
+mod daemon_bin;
 #[path = "common/rocketmq.rs"]
 mod rocketmq;
 
 use std::{
     collections::HashMap,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use common::{Daprd, ReadStream, TestDaemon, props};
+use common::{ReadStream, TestDaemon, props};
+use daemon_bin::Bin;
 use rocketmq::{namesrv, send_n, unique};
 use rocketmq_binding::transport::DefaultConnector;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rocketmq-binding");
 const MIB: usize = 1024 * 1024;
-
-/// The daemon binary on a private socket folder.
-struct Bin {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Bin {
-    fn start(dir: &Path) -> Bin {
-        let child = Command::new(BIN)
-            .arg("--socket-folder")
-            .arg(dir)
-            .arg("--shutdown-timeout")
-            .arg("2s")
-            .env(
-                "RUST_LOG",
-                std::env::var("LIMITS_DAEMON_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(match std::env::var("LIMITS_DAEMON_STDERR") {
-                Ok(f) => Stdio::from(std::fs::File::create(f).unwrap()),
-                Err(_) => Stdio::null(),
-            })
-            .spawn()
-            .unwrap();
-        common::wait_for_socket(dir);
-        Bin {
-            child,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    async fn daprd(&self) -> Daprd {
-        Daprd::connect(&self.dir.join("rocketmq-pluggable.sock")).await
-    }
-
-    /// A `VmRSS` / `VmHWM` line of the daemon, in bytes.
-    fn status_kib(&self, field: &str) -> usize {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        s.lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
-            .unwrap_or_else(|| panic!("no {field} in /proc status"))
-            * 1024
-    }
-}
-
-impl Drop for Bin {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let t = Instant::now();
-        while self.child.try_wait().ok().flatten().is_none()
-            && t.elapsed() < Duration::from_secs(10)
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn input_props(
     ns: &str,
@@ -267,7 +206,7 @@ async fn a_backlog_of_large_messages_does_not_fill_memory() {
         )
         .await
         .unwrap();
-    let idle_rss = bin.status_kib("VmRSS:");
+    let idle_rss = bin.status_bytes("VmRSS:");
     let mut rs = daprd.read("in").await.unwrap();
     let t = Instant::now();
     let mut seen = std::collections::HashSet::new();
@@ -281,9 +220,9 @@ async fn a_backlog_of_large_messages_does_not_fill_memory() {
         // A slow app: the backlog waits in the broker, not in the daemon.
         tokio::time::sleep(Duration::from_millis(5)).await;
         rs.ack(&m.message_id).await;
-        peak_rss = peak_rss.max(bin.status_kib("VmRSS:"));
+        peak_rss = peak_rss.max(bin.status_bytes("VmRSS:"));
     }
-    let hwm = bin.status_kib("VmHWM:");
+    let hwm = bin.status_bytes("VmHWM:");
     let bound = 100 * 1000 * 1000 + max_in_flight * body;
     println!(
         "SCENARIO memory: {n} × 1 MiB backlog, maxInFlight {max_in_flight}: delivered {} in {:.1}s; daemon RSS idle {:.1} MB, peak sampled {:.1} MB, VmHWM {:.1} MB (bound {:.1} MB)",
