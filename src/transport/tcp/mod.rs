@@ -73,6 +73,7 @@
 
 mod acl;
 mod compat;
+pub mod config;
 mod consumer;
 mod errors;
 pub mod host;
