@@ -73,9 +73,7 @@ impl TcpConsumer {
     async fn start_orderly(&self, sink: mpsc::Sender<Delivery>) -> Result<Running, TransportError> {
         let c = &self.client;
         let settings = &c.settings;
-        let addrs = c.name_servers(names::DOMAIN_FETCH_TIMEOUT_FULL).await?;
-        let host = c.host().await?;
-        let config = c.client_config(&addrs)?;
+        let (addrs, host, config) = c.prepare(names::DOMAIN_FETCH_TIMEOUT_FULL).await?;
         let shared = Arc::new(input::ListenerShared {
             sink,
             closed: c.closed.clone(),
@@ -134,9 +132,7 @@ impl TcpConsumer {
     async fn start_pull(&self, sink: mpsc::Sender<Delivery>) -> Result<Running, TransportError> {
         let c = &self.client;
         let settings = &c.settings;
-        let addrs = c.name_servers(names::DOMAIN_FETCH_TIMEOUT_FULL).await?;
-        let host = c.host().await?;
-        let config = c.client_config(&addrs)?;
+        let (addrs, host, config) = c.prepare(names::DOMAIN_FETCH_TIMEOUT_FULL).await?;
         let target = addrs.join(";");
         let hook = compat::hook(acl::hook(settings));
         let consumer = pull::build(&host, config, settings, hook.clone())

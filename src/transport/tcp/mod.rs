@@ -247,6 +247,18 @@ impl Client {
             .map_err(|e| TransportError::Unsupported(format!("client configuration: {e}")))
     }
 
+    /// What starting a client needs: the name servers, the client runtime and the client
+    /// configuration.
+    async fn prepare(
+        &self,
+        fetch_timeout: Duration,
+    ) -> Result<(Vec<String>, Arc<host::ClientHost>, ClientConfig), TransportError> {
+        let addrs = self.name_servers(fetch_timeout).await?;
+        let host = self.host().await?;
+        let config = self.client_config(&addrs)?;
+        Ok((addrs, host, config))
+    }
+
     /// Checks a name server answers (Init's and Ping's reachability probe).
     async fn probe(&self) -> Result<Vec<String>, TransportError> {
         self.check_open()?;

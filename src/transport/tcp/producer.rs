@@ -54,9 +54,7 @@ impl TcpProducer {
     async fn start(&self) -> Result<DefaultMQProducer, TransportError> {
         let c = &self.client;
         c.check_open()?;
-        let addrs = c.name_servers(super::DOMAIN_FETCH_TIMEOUT).await?;
-        let host = c.host().await?;
-        let config = c.client_config(&addrs)?;
+        let (addrs, host, config) = c.prepare(super::DOMAIN_FETCH_TIMEOUT).await?;
         let mut producer = output::build_producer(
             &host,
             config,
