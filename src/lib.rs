@@ -14,8 +14,8 @@
 //! | [`telemetry`] | `tracing` subscriber: `RUST_LOG`, text or JSON |
 //! | [`daemon`] | the socket (folder resolution, stale/live checks, mode), the tonic server with reflection and health, signal-driven shutdown |
 //! | [`dapr`] | the Dapr contract: [`dapr::proto`] (generated), [`dapr::instances`] (per-Component instances by `x-component-instance`), [`dapr::input`] (Read stream, out-of-order acks, flow control), [`dapr::output`] (Invoke) |
-//! | [`metadata`] | Init metadata → [`metadata::Settings`] with Dapr's decoding rules; secrets redacted |
-//! | [`transport`] | the seam: [`transport::Transport`] and [`transport::Connector`]; [`transport::tcp`] and [`transport::http`] implement it |
+//! | [`metadata`] | Init metadata → [`metadata::Settings`] with Dapr's decoding rules; the key table [`metadata::KEYS`] (name, owner, default); common and Dapr-level keys; secrets redacted |
+//! | [`transport`] | the seam: [`transport::Transport`] and [`transport::Connector`]; [`transport::tcp`] and [`transport::http`] implement it, each with a `config` module decoding its own keys (joined in [`metadata::Settings::decode`]); tcp opens a producer (output) or a consumer (input) transport per role |
 //! | [`emulator`] | the Aliyun MQ HTTP emulator behind the `aliyun-mq-emulator` binary |
 //! | [`error`] | the daemon's error enum and its single mapping to `tonic::Status` |
 //! | [`text`] | untrusted values in errors and logs: quoted, escaped, cut with their length, URL credentials redacted |

@@ -5,6 +5,13 @@
 //! ignored, booleans are "truthy" strings, durations are Go durations (a bare integer is
 //! milliseconds) and lists are comma separated.
 //!
+//! Settings by owner: [`KEYS`] names every key with its [`Owner`] and default. This module
+//! decodes the common keys and the Dapr-level ones (`maxInFlight`, `backOff*`); each
+//! transport's `config` module (`transport::tcp::config`, `transport::http::config`) decodes
+//! the keys only it reads and its rules for shared keys, through [`Settings::decode_with`].
+//! [`Settings::decode`], in [`crate::transport`], joins them. The decoded values are plain
+//! fields of [`Settings`], so this module never imports a transport.
+//!
 //! Decoding is pure: no I/O, no logging of values. Every rejection is a [`MetadataError`] whose
 //! message names the key, the bad value (never for secrets) and what is accepted; the error
 //! layer maps it to `INVALID_ARGUMENT`. Secrets (`secretKey`, `securityToken`) are wrapped in
@@ -244,53 +251,120 @@ pub const DEFAULT_PULL_THRESHOLD_SIZE_FOR_QUEUE: u32 = 2;
 /// Default of `pullThresholdForTopic` (messages over all queues).
 pub const DEFAULT_PULL_THRESHOLD_FOR_TOPIC: u32 = 4000;
 
-/// Every key this binding reads, in its canonical spelling.
-pub const KNOWN_KEYS: &[&str] = &[
-    "accessProto",
-    "nameServer",
-    "nameServerDomain",
-    "endpoint",
-    "accessKey",
-    "secretKey",
-    "securityToken",
-    "instanceId",
-    "consumerGroup",
-    "producerGroup",
-    "consumerBatchSize",
-    "consumerThreadNums",
-    "consumeMessageBatchMaxSize",
-    "retries",
-    "topics",
-    "sendTimeout",
-    "timerMaxDelay",
-    "consumerModel",
-    "fromWhere",
-    "consumeTimestamp",
-    "consumeOrderly",
-    "rocketmq-sub-type",
-    "rocketmq-sub-expression",
-    "maxReconsumeTimes",
-    "maxInFlight",
-    "pullThresholdForQueue",
-    "pullThresholdSizeForQueue",
-    "pullThresholdForTopic",
-    "backOffPolicy",
-    "backOffDuration",
-    "backOffInitialInterval",
-    "backOffRandomizationFactor",
-    "backOffMultiplier",
-    "backOffMaxInterval",
-    "backOffMaxElapsedTime",
-    "backOffMaxRetries",
-];
+/// Who decodes a key: this module (common and Dapr-level keys) or a transport's config
+/// module (`src/transport/<name>/config.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// Used by every transport; decoded here.
+    Common,
+    /// Read by the Dapr layer (flow control, the Go binding's retry keys); decoded here.
+    Dapr,
+    /// `accessProto: tcp` only; decoded by `transport::tcp::config`.
+    Tcp,
+    /// `accessProto: http` only; decoded by `transport::http::config`.
+    Http,
+    /// A shared key whose accepted range the selected transport decides; decoded by both
+    /// transports' config modules.
+    Transports,
+}
 
-/// Case-insensitive view of the properties map.
-struct Props<'a> {
+/// One metadata key of the binding.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// Canonical spelling (keys match case-insensitively).
+    pub name: &'static str,
+    /// Who decodes it.
+    pub owner: Owner,
+    /// The default as `metadata.yaml` writes it (the decoder's [`Settings::effective`]
+    /// renders the same), or `None` when the key has no fixed default.
+    pub default: Option<&'static str>,
+    /// A secret: never logged or shown, `sensitive` in `metadata.yaml`.
+    pub sensitive: bool,
+}
+
+const fn key(name: &'static str, owner: Owner, default: Option<&'static str>) -> Key {
+    Key {
+        name,
+        owner,
+        default,
+        sensitive: false,
+    }
+}
+
+const fn secret(name: &'static str) -> Key {
+    Key {
+        name,
+        owner: Owner::Common,
+        default: None,
+        sensitive: true,
+    }
+}
+
+/// Every key this binding reads: the one list behind the ignored keys, `metadata.yaml`'s keys,
+/// defaults and secrets (`tests/metadata_yaml.rs`) and the README's table.
+pub const KEYS: &[Key] = {
+    use Owner::*;
+    &[
+        key("accessProto", Common, Some("\"tcp\"")),
+        key("nameServer", Tcp, None),
+        key("nameServerDomain", Tcp, None),
+        key("endpoint", Http, None),
+        key("accessKey", Common, None),
+        secret("secretKey"),
+        secret("securityToken"),
+        key("instanceId", Common, None),
+        key(
+            "consumerGroup",
+            Common,
+            Some("\"rocketmq-binding-consumer\""),
+        ),
+        key(
+            "producerGroup",
+            Common,
+            Some("\"rocketmq-binding-producer\""),
+        ),
+        key("consumerBatchSize", Transports, None),
+        key("consumerThreadNums", Common, Some("16")),
+        key("consumeMessageBatchMaxSize", Tcp, Some("1")),
+        key("retries", Common, Some("2")),
+        key("topics", Common, None),
+        key("sendTimeout", Common, Some("\"3s\"")),
+        key("timerMaxDelay", Common, Some("\"72h\"")),
+        key("consumerModel", Common, Some("\"clustering\"")),
+        key("fromWhere", Common, Some("\"ConsumeFromLastOffset\"")),
+        key("consumeTimestamp", Common, None),
+        key("consumeOrderly", Common, Some("false")),
+        key("rocketmq-sub-type", Tcp, Some("\"tag\"")),
+        key("rocketmq-sub-expression", Tcp, None),
+        key("maxReconsumeTimes", Common, Some("16")),
+        key("maxInFlight", Dapr, Some("64")),
+        key("pullThresholdForQueue", Tcp, Some("1000")),
+        key("pullThresholdSizeForQueue", Tcp, Some("2")),
+        key("pullThresholdForTopic", Tcp, Some("4000")),
+        key("backOffPolicy", Dapr, Some("\"constant\"")),
+        key("backOffDuration", Dapr, Some("\"5s\"")),
+        key("backOffInitialInterval", Dapr, None),
+        key("backOffRandomizationFactor", Dapr, None),
+        key("backOffMultiplier", Dapr, None),
+        key("backOffMaxInterval", Dapr, None),
+        key("backOffMaxElapsedTime", Dapr, None),
+        key("backOffMaxRetries", Dapr, Some("-1")),
+    ]
+};
+
+/// The keys `owner` decodes.
+pub fn keys_of(owner: Owner) -> impl Iterator<Item = &'static Key> {
+    KEYS.iter().filter(move |k| k.owner == owner)
+}
+
+/// Case-insensitive view of the properties map (duplicates after lower-casing rejected).
+pub struct Props<'a> {
     map: HashMap<String, (&'a str, &'a str)>,
 }
 
 impl<'a> Props<'a> {
-    fn new(raw: &'a HashMap<String, String>) -> Result<Self, MetadataError> {
+    /// The view of `raw`; two keys equal after lower-casing are [`MetadataError::Duplicate`].
+    pub fn new(raw: &'a HashMap<String, String>) -> Result<Self, MetadataError> {
         let mut map: HashMap<String, (&str, &str)> = HashMap::with_capacity(raw.len());
         // Sort so the duplicate error is deterministic.
         let mut keys: Vec<&String> = raw.keys().collect();
@@ -309,7 +383,7 @@ impl<'a> Props<'a> {
     }
 
     /// Trimmed value; empty counts as absent.
-    fn get(&self, key: &str) -> Option<&'a str> {
+    pub fn get(&self, key: &str) -> Option<&'a str> {
         self.map
             .get(&key.to_ascii_lowercase())
             .map(|(_, v)| v.trim())
@@ -317,7 +391,8 @@ impl<'a> Props<'a> {
     }
 }
 
-fn invalid(key: &'static str, value: &str, expected: impl Into<String>) -> MetadataError {
+/// A [`MetadataError::Invalid`] for `key` showing `value` (quoted, cut, credentials redacted).
+pub fn invalid(key: &'static str, value: &str, expected: impl Into<String>) -> MetadataError {
     MetadataError::Invalid {
         key,
         value: crate::text::shown(value).to_string(),
@@ -548,11 +623,32 @@ fn valid_group(g: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-' | '.'))
 }
 
-impl Settings {
-    /// Decodes and validates the Init properties of an instance serving `role`.
-    pub fn decode(raw: &HashMap<String, String>, role: Role) -> Result<Settings, MetadataError> {
-        let p = Props::new(raw)?;
+/// Decodes the keys of one transport into [`Settings`] (its config module's `decode`), after
+/// the common keys. Runs for every Component, so a bad value of a key a transport owns is an
+/// error whatever `accessProto` says; rules for the selected transport only check
+/// [`Settings::access_proto`].
+pub type OwnerDecoder = fn(&Props<'_>, &mut Settings) -> Result<(), MetadataError>;
 
+impl Settings {
+    /// Decodes and validates the Init properties of an instance serving `role`: the common
+    /// and Dapr-level keys here, then each transport's keys by the decoders `owners` gives for
+    /// the decoded `accessProto`, in that order. [`Settings::decode`] (in
+    /// [`crate::transport`]) passes the transports' config modules.
+    pub fn decode_with(
+        raw: &HashMap<String, String>,
+        role: Role,
+        owners: fn(AccessProto) -> &'static [OwnerDecoder],
+    ) -> Result<Settings, MetadataError> {
+        let p = Props::new(raw)?;
+        let mut s = Settings::decode_common(&p, role)?;
+        for decode in owners(s.access_proto) {
+            decode(&p, &mut s)?;
+        }
+        Ok(s)
+    }
+
+    /// The common and Dapr-level keys; transport-owned fields keep their defaults.
+    fn decode_common(p: &Props<'_>, role: Role) -> Result<Settings, MetadataError> {
         let access_proto = match p.get("accessProto") {
             None => AccessProto::Tcp,
             Some(v) => match v.to_ascii_lowercase().as_str() {
@@ -561,56 +657,6 @@ impl Settings {
                 _ => return Err(invalid("accessProto", v, "`tcp` (default) or `http`")),
             },
         };
-
-        let name_servers = match p.get("nameServer") {
-            Some(v) => parse_name_servers("nameServer", v)?,
-            None => Vec::new(),
-        };
-        let name_server_domain = match p.get("nameServerDomain") {
-            Some(v) => {
-                let ok = (v.starts_with("http://") || v.starts_with("https://"))
-                    && v.len() > "https://".len();
-                if !ok {
-                    return Err(invalid(
-                        "nameServerDomain",
-                        v,
-                        "an http:// or https:// URL of an address server",
-                    ));
-                }
-                Some(v.to_string())
-            }
-            None => None,
-        };
-        let endpoint = match p.get("endpoint") {
-            Some(v) => {
-                let ok = (v.starts_with("http://") || v.starts_with("https://"))
-                    && v.len() > "https://".len();
-                if !ok {
-                    return Err(invalid(
-                        "endpoint",
-                        v,
-                        "an http:// or https:// URL such as http://<id>.mqrest.cn-hangzhou.aliyuncs.com",
-                    ));
-                }
-                Some(v.trim_end_matches('/').to_string())
-            }
-            None => None,
-        };
-        match access_proto {
-            AccessProto::Tcp if name_servers.is_empty() && name_server_domain.is_none() => {
-                return Err(MetadataError::Missing {
-                    key: "nameServer",
-                    why: "with accessProto tcp (or set nameServerDomain)".into(),
-                });
-            }
-            AccessProto::Http if endpoint.is_none() => {
-                return Err(MetadataError::Missing {
-                    key: "endpoint",
-                    why: "with accessProto http".into(),
-                });
-            }
-            _ => {}
-        }
 
         let access_key = p.get("accessKey").map(str::to_string);
         let secret_key = p
@@ -635,13 +681,6 @@ impl Settings {
                 why: "when securityToken is set".into(),
             });
         }
-        if access_proto == AccessProto::Http && access_key.is_none() {
-            return Err(MetadataError::Missing {
-                key: "accessKey",
-                why: "with accessProto http (every request is signed)".into(),
-            });
-        }
-
         let instance_id = match p.get("instanceId") {
             Some(v) if !valid_group(v) => {
                 return Err(invalid(
@@ -688,24 +727,9 @@ impl Settings {
             None => DEFAULT_PRODUCER_GROUP.to_string(),
         };
 
-        let consumer_batch_size = match p.get("consumerBatchSize") {
-            Some(v) => {
-                let max = if access_proto == AccessProto::Http {
-                    16
-                } else {
-                    1024
-                };
-                Some(parse_int("consumerBatchSize", v, 1, max)? as u32)
-            }
-            None => None,
-        };
         let consumer_thread_nums = match p.get("consumerThreadNums") {
             Some(v) => parse_int("consumerThreadNums", v, 1, 256)? as u32,
             None => 16,
-        };
-        let consume_batch_max_size = match p.get("consumeMessageBatchMaxSize") {
-            Some(v) => parse_int("consumeMessageBatchMaxSize", v, 1, 1024)? as u32,
-            None => 1,
         };
         let retries = match p.get("retries") {
             Some(v) => Some(parse_int("retries", v, 0, 64)? as u32),
@@ -756,13 +780,6 @@ impl Settings {
                 }
             },
         };
-        if access_proto == AccessProto::Http && consumer_model == ConsumerModel::Broadcasting {
-            return Err(invalid(
-                "consumerModel",
-                p.get("consumerModel").unwrap_or_default(),
-                "`clustering` with accessProto http (the Aliyun MQ HTTP API has no broadcasting)",
-            ));
-        }
         let from_where = match p.get("fromWhere") {
             None => FromWhere::LastOffset,
             Some(v) => match v.to_ascii_lowercase().as_str() {
@@ -796,7 +813,6 @@ impl Settings {
             Some(v) => parse_bool("consumeOrderly", v)?,
             None => false,
         };
-        let sql_filter = decode_sql_filter(&p, access_proto, &topics)?;
         let max_reconsume_times = match p.get("maxReconsumeTimes") {
             // -1 is RocketMQ's "default" (16).
             Some(v) => match parse_int("maxReconsumeTimes", v, -1, 1000)? {
@@ -810,42 +826,30 @@ impl Settings {
             Some(v) => parse_int("maxInFlight", v, 1, 100_000)? as usize,
             None => 64,
         };
-        let pull_threshold_for_queue = match p.get("pullThresholdForQueue") {
-            Some(v) => parse_int("pullThresholdForQueue", v, 1, 65_535)? as u32,
-            None => DEFAULT_PULL_THRESHOLD_FOR_QUEUE,
-        };
-        let pull_threshold_size_for_queue = match p.get("pullThresholdSizeForQueue") {
-            Some(v) => parse_int("pullThresholdSizeForQueue", v, 1, 1024)? as u32,
-            None => DEFAULT_PULL_THRESHOLD_SIZE_FOR_QUEUE,
-        };
-        let pull_threshold_for_all = match p.get("pullThresholdForTopic") {
-            Some(v) => parse_int("pullThresholdForTopic", v, 1, 1_000_000)? as u32,
-            None => DEFAULT_PULL_THRESHOLD_FOR_TOPIC,
-        };
-        let back_off = decode_back_off(&p)?;
+        let back_off = decode_back_off(p)?;
 
         let mut ignored_keys: Vec<String> = p
             .map
             .iter()
-            .filter(|(lower, _)| !KNOWN_KEYS.iter().any(|k| k.eq_ignore_ascii_case(lower)))
+            .filter(|(lower, _)| !KEYS.iter().any(|k| k.name.eq_ignore_ascii_case(lower)))
             .map(|(_, (orig, _))| (*orig).to_string())
             .collect();
         ignored_keys.sort();
 
         Ok(Settings {
             access_proto,
-            name_servers,
-            name_server_domain,
-            endpoint,
+            name_servers: Vec::new(),
+            name_server_domain: None,
+            endpoint: None,
             access_key,
             secret_key,
             security_token,
             instance_id,
             consumer_group,
             producer_group,
-            consumer_batch_size,
+            consumer_batch_size: None,
             consumer_thread_nums,
-            consume_batch_max_size,
+            consume_batch_max_size: 1,
             retries: retries.unwrap_or(2),
             topics,
             send_timeout,
@@ -853,12 +857,12 @@ impl Settings {
             consumer_model,
             from_where,
             consume_orderly,
-            sql_filter,
+            sql_filter: None,
             max_reconsume_times,
             max_in_flight,
-            pull_threshold_for_queue,
-            pull_threshold_size_for_queue,
-            pull_threshold_for_all,
+            pull_threshold_for_queue: DEFAULT_PULL_THRESHOLD_FOR_QUEUE,
+            pull_threshold_size_for_queue: DEFAULT_PULL_THRESHOLD_SIZE_FOR_QUEUE,
+            pull_threshold_for_all: DEFAULT_PULL_THRESHOLD_FOR_TOPIC,
             back_off,
             ignored_keys,
         })
@@ -938,51 +942,6 @@ impl Settings {
             _ => return None,
         })
     }
-}
-
-/// `rocketmq-sub-type` (`tag`, the default: the tags in `topics`; or `sql92`) and
-/// `rocketmq-sub-expression` (the SQL92 expression, for every topic).
-fn decode_sql_filter(
-    p: &Props<'_>,
-    access_proto: AccessProto,
-    topics: &[Subscription],
-) -> Result<Option<String>, MetadataError> {
-    let ty = p.get("rocketmq-sub-type").map(str::trim).unwrap_or("tag");
-    let expr = p.get("rocketmq-sub-expression").map(str::trim);
-    if ty.eq_ignore_ascii_case("tag") {
-        if let Some(e) = expr.filter(|e| !e.is_empty()) {
-            return Err(invalid(
-                "rocketmq-sub-expression",
-                e,
-                "only with rocketmq-sub-type sql92 (tag filters go into topics: `topic||tagA||tagB`)",
-            ));
-        }
-        return Ok(None);
-    }
-    if !ty.eq_ignore_ascii_case("sql92") {
-        return Err(invalid("rocketmq-sub-type", ty, "tag (default) or sql92"));
-    }
-    if access_proto == AccessProto::Http {
-        return Err(invalid(
-            "rocketmq-sub-type",
-            ty,
-            "tag with accessProto http (the Aliyun MQ HTTP API has no SQL92 filter)",
-        ));
-    }
-    let Some(e) = expr.filter(|e| !e.is_empty()) else {
-        return Err(MetadataError::Missing {
-            key: "rocketmq-sub-expression",
-            why: "with rocketmq-sub-type sql92 (e.g. `region = 'eu' AND amount > 100`)".into(),
-        });
-    };
-    if let Some(t) = topics.iter().find(|t| t.expression != "*") {
-        return Err(invalid(
-            "topics",
-            &format!("{}||{}", t.topic, t.expression),
-            "topics without tags when rocketmq-sub-type is sql92 (filter on TAGS in the expression)",
-        ));
-    }
-    Ok(Some(e.to_string()))
 }
 
 fn decode_back_off(p: &Props<'_>) -> Result<BackOff, MetadataError> {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use rocketmq_binding::metadata::{KNOWN_KEYS, Role, Settings, parse_duration};
+use rocketmq_binding::metadata::{KEYS, Role, Settings, parse_duration};
 use rocketmq_binding::telemetry::escape_event;
 use rocketmq_binding::text::{SHOWN_MAX_CHARS, shown};
 use rocketmq_binding::transport::http::protocol::{
@@ -98,7 +98,7 @@ proptest! {
     #[test]
     fn metadata_decode_never_panics(
         pairs in prop::collection::vec(
-            (prop::sample::select(KNOWN_KEYS.to_vec()), any::<bool>(), ".{0,300}"),
+            (prop::sample::select(KEYS.iter().map(|k| k.name).collect::<Vec<_>>()), any::<bool>(), ".{0,300}"),
             0..12,
         ),
         role in prop::sample::select(vec![Role::Input, Role::Output]),

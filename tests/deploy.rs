@@ -7,7 +7,7 @@ use std::{collections::HashMap, path::PathBuf};
 
 use rocketmq_binding::{
     daemon::{DEFAULT_SOCKET_FOLDER, DEFAULT_SOCKET_NAME},
-    metadata::{KNOWN_KEYS, Role, Settings},
+    metadata::{KEYS, Role, Settings},
 };
 use serde_yaml::Value;
 
@@ -74,7 +74,7 @@ fn components_use_the_daemon_socket_type_and_decode() {
         for item in doc["spec"]["metadata"].as_sequence().unwrap() {
             let key = item["name"].as_str().unwrap();
             assert!(
-                KNOWN_KEYS.contains(&key) || matches!(key, "direction" | "route"),
+                KEYS.iter().any(|k| k.name == key) || matches!(key, "direction" | "route"),
                 "{p}: unknown metadata key {key}"
             );
             let value = if item.get("secretKeyRef").is_some() {

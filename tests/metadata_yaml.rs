@@ -1,9 +1,11 @@
-//! `metadata.yaml` (components-contrib schema) and the decoder agree: the same keys, the
-//! same defaults, secrets marked sensitive; and the README's table lists every key.
+//! One key table ([`metadata::KEYS`]: name, owner, default, secret) and what must agree with
+//! it: `metadata.yaml` (components-contrib schema: the same keys, defaults, secrets marked
+//! sensitive), the decoder (the defaults it applies) and the README's table (a row per key,
+//! its transport column naming the owning transport).
 
 use std::collections::{BTreeSet, HashMap};
 
-use rocketmq_binding::metadata::{KNOWN_KEYS, Role, Settings};
+use rocketmq_binding::metadata::{KEYS, Owner, Role, Settings};
 use serde_yaml::Value;
 
 fn load() -> Value {
@@ -33,8 +35,14 @@ fn same_keys_as_the_decoder() {
     assert_eq!(doc["type"], Value::from("bindings"));
     assert_eq!(doc["name"], Value::from("rocketmq-pluggable"));
     let yaml: BTreeSet<String> = entries(&doc).into_iter().map(|(n, _)| n).collect();
-    let code: BTreeSet<String> = KNOWN_KEYS.iter().map(|s| s.to_string()).collect();
-    assert_eq!(yaml, code, "metadata.yaml and metadata::KNOWN_KEYS differ");
+    let code: BTreeSet<String> = KEYS.iter().map(|k| k.name.to_string()).collect();
+    assert_eq!(
+        yaml.len(),
+        entries(&doc).len(),
+        "a key twice in metadata.yaml"
+    );
+    assert_eq!(code.len(), KEYS.len(), "a key twice in metadata::KEYS");
+    assert_eq!(yaml, code, "metadata.yaml and metadata::KEYS differ");
 }
 
 #[test]
@@ -46,8 +54,14 @@ fn same_defaults_as_the_decoder() {
         .collect();
     let s = Settings::decode(&base, Role::Input).unwrap();
     let mut checked = 0;
+    let table: HashMap<&str, Option<&str>> = KEYS.iter().map(|k| (k.name, k.default)).collect();
     for (name, e) in entries(&load()) {
         let declared = e.get("default").and_then(Value::as_str).map(str::to_string);
+        assert_eq!(
+            declared.as_deref(),
+            table[name.as_str()],
+            "default of `{name}`: metadata.yaml vs metadata::KEYS"
+        );
         let effective = s.effective(&name);
         match (&declared, &effective) {
             (Some(d), Some(v)) => assert_eq!(d, v, "default of `{name}`"),
@@ -63,7 +77,7 @@ fn same_defaults_as_the_decoder() {
 fn secrets_are_sensitive() {
     for (name, e) in entries(&load()) {
         let sensitive = e.get("sensitive").and_then(Value::as_bool).unwrap_or(false);
-        let secret = matches!(name.as_str(), "secretKey" | "securityToken");
+        let secret = KEYS.iter().any(|k| k.name == name && k.sensitive);
         assert_eq!(sensitive, secret, "`{name}` sensitivity");
     }
 }
@@ -72,10 +86,36 @@ fn secrets_are_sensitive() {
 fn readme_documents_every_key() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    for key in KNOWN_KEYS {
-        assert!(
-            readme.contains(&format!("`{key}`")),
-            "README.md does not document `{key}`"
-        );
+    // The rows of "## Component metadata": | `key`[, `key`…] | type | default | transport | … |
+    let rows: Vec<String> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("## Component metadata"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("## "))
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| l.replace("\\|", "/"))
+        .collect();
+    for key in KEYS {
+        let row = rows
+            .iter()
+            .find(|r| {
+                r.split('|')
+                    .nth(1)
+                    .is_some_and(|c| c.contains(&format!("`{}`", key.name)))
+            })
+            .unwrap_or_else(|| panic!("README.md's metadata table has no row for `{}`", key.name));
+        let transport = row.split('|').nth(4).unwrap_or_default();
+        let named = match key.owner {
+            Owner::Tcp => Some("tcp"),
+            Owner::Http => Some("http"),
+            _ => None,
+        };
+        if let Some(t) = named {
+            assert!(
+                transport.contains(t),
+                "README.md: `{}` is {t}-only (metadata::KEYS) but its row says {transport:?}",
+                key.name
+            );
+        }
     }
 }

@@ -23,7 +23,19 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::metadata::{AccessProto, Role, Settings};
+use crate::metadata::{AccessProto, MetadataError, Role, Settings};
+
+impl Settings {
+    /// Decodes and validates the Init properties of an instance serving `role`: the common
+    /// and Dapr-level keys ([`Settings::decode_with`]), then each transport's own keys by its
+    /// config module, the selected transport's first.
+    pub fn decode(raw: &HashMap<String, String>, role: Role) -> Result<Settings, MetadataError> {
+        Settings::decode_with(raw, role, |proto| match proto {
+            AccessProto::Tcp => &[tcp::config::decode, http::config::decode],
+            AccessProto::Http => &[http::config::decode, tcp::config::decode],
+        })
+    }
+}
 
 /// A message the app asked to send (`InvokeRequest` with operation `create`).
 #[derive(Debug, Clone, Default)]

@@ -64,6 +64,7 @@
 //! become `%XX`, reversibly), so every value is safe as an HTTP header.
 
 pub mod client;
+pub mod config;
 mod consumer;
 pub mod protocol;
 
@@ -88,7 +89,7 @@ use self::{
 };
 use super::contract::{self, RequestKeys};
 use super::{Delivery, OutboundMessage, SendReceipt, Transport, TransportError, keys, limits};
-use crate::metadata::{ConsumerModel, Role, Settings};
+use crate::metadata::{Role, Settings};
 use crate::text::shown;
 
 /// Receipt key: the broker's `MessageBodyMD5` (HTTP only).
@@ -147,34 +148,18 @@ pub fn open_http(
     settings: Arc<Settings>,
     role: Role,
 ) -> Result<Arc<HttpTransport>, TransportError> {
-    let endpoint = settings
-        .endpoint
-        .clone()
-        .ok_or_else(|| TransportError::InvalidRequest {
-            key: "endpoint".into(),
-            reason: "required with accessProto http".into(),
-        })?;
-    let access_key = settings
-        .access_key
-        .clone()
-        .ok_or_else(|| TransportError::InvalidRequest {
-            key: "accessKey".into(),
-            reason: "required with accessProto http".into(),
-        })?;
-    let secret_key = settings
-        .secret_key
-        .clone()
-        .ok_or_else(|| TransportError::InvalidRequest {
-            key: "secretKey".into(),
-            reason: "required with accessProto http".into(),
-        })?;
-    if role == Role::Input && settings.consumer_model == ConsumerModel::Broadcasting {
-        return Err(TransportError::Unsupported(
-            "consumerModel broadcasting is not available over the Aliyun MQ HTTP API \
-             (consumers of one group always share the messages); use clustering"
-                .into(),
-        ));
-    }
+    // `config::decode` accepted these settings for accessProto http: endpoint and both keys
+    // are set, the model is clustering.
+    let (Some(endpoint), Some(access_key), Some(secret_key)) = (
+        settings.endpoint.clone(),
+        settings.access_key.clone(),
+        settings.secret_key.clone(),
+    ) else {
+        return Err(TransportError::Config {
+            key: "accessProto".into(),
+            reason: "settings not decoded for http (no endpoint or keys)".into(),
+        });
+    };
     let creds = Credentials {
         access_key,
         secret_key,

@@ -1,10 +1,13 @@
 //! `accessProto: tcp`: native RocketMQ remoting through `rocketmq-client-rust` 1.0.0.
 //!
-//! One [`TcpTransport`] serves one component instance and role. It owns its own client
-//! runtime (`host::ClientHost`: a `ClientRuntime` with its own task group and blocking lanes,
-//! on the daemon's Tokio runtime) and its own RocketMQ client, registered under a distinct
-//! instance name (`dapr-<instance>-<role>-<pid>-<n>`), so two components never share a
-//! connection, a route cache, a consumer or a message.
+//! [`open`] gives one transport per component instance and role, split by role: the output
+//! transport (`producer.rs`) holds only the producer, the input transport (`consumer.rs`) only
+//! the consumer, and each starts it once, on first use (`tokio::sync::OnceCell`). What both
+//! need (settings, name servers, client runtime) is `Client` here. Each transport owns its
+//! own client runtime (`host::ClientHost`: a `ClientRuntime` with its own task group and
+//! blocking lanes, on the daemon's Tokio runtime) and its own RocketMQ client, registered
+//! under a distinct instance name (`dapr-<instance>-<role>-<pid>-<n>`), so two components
+//! never share a connection, a route cache, a consumer or a message.
 //!
 //! # Output (`create`)
 //!
@@ -70,12 +73,15 @@
 
 mod acl;
 mod compat;
+pub mod config;
+mod consumer;
 mod errors;
 pub mod host;
 mod input;
 pub mod names;
 mod output;
 pub mod probe;
+mod producer;
 mod pull;
 
 /// [`output::plan`] for the crate's cross-transport unit tests.
@@ -88,22 +94,18 @@ pub(crate) fn plan_for_tests(
 }
 
 use std::{
-    collections::HashSet,
     sync::{
-        Arc, Mutex as StdMutex,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+        atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
-use async_trait::async_trait;
-use rocketmq_client_rust::DefaultMQPushConsumer;
-use rocketmq_client_rust::{ClientConfig, DefaultMQProducer, MQPushConsumer, MessageSelector};
-use rocketmq_protocol::protocol::namespace_util::NamespaceUtil;
-use tokio::sync::{Mutex, RwLock, mpsc};
+use rocketmq_client_rust::ClientConfig;
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-use super::{Delivery, OutboundMessage, SendReceipt, Transport, TransportError};
+use super::{Transport, TransportError};
 use crate::metadata::{Role, Settings};
 
 pub use output::fnv1a_32;
@@ -123,45 +125,38 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 
 static CLIENT_SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// Opens a TCP transport for one instance and role. Cheap: no I/O, no threads; the client
-/// runtime and clients start on first use.
+/// Opens a TCP transport for one instance and role: a `producer::TcpProducer` for output,
+/// a `consumer::TcpConsumer` for input. Cheap: no I/O, no threads; the client runtime and
+/// clients start on first use.
 pub fn open(
     instance: &str,
     settings: Arc<Settings>,
     role: Role,
 ) -> Result<Arc<dyn Transport>, TransportError> {
-    Ok(Arc::new(TcpTransport::new(instance, settings, role)))
+    let client = Client::new(instance, settings, role);
+    Ok(match role {
+        Role::Output => Arc::new(producer::TcpProducer::new(client)),
+        Role::Input => Arc::new(consumer::TcpConsumer::new(client)),
+    })
 }
 
-/// A RocketMQ remoting client for one component instance and role.
-pub struct TcpTransport {
+/// What both roles share: the instance, its settings, one client runtime and the name
+/// server list, each started once on first use.
+struct Client {
     instance: String,
     settings: Arc<Settings>,
     role: Role,
     /// Distinct RocketMQ instance name (client id = `ip@<this>`).
     client_name: String,
-    host: StdMutex<Option<Arc<host::ClientHost>>>,
+    host: OnceCell<Arc<host::ClientHost>>,
     /// Resolved name server addresses (`nameServerDomain` fetched once successfully).
-    resolved: Mutex<Option<Vec<String>>>,
-    producer: RwLock<Option<DefaultMQProducer>>,
-    producer_start: Mutex<()>,
-    consumer: Mutex<Option<DefaultMQPushConsumer>>,
-    /// The concurrent input (lite-pull consumer), when not orderly.
-    pull: Mutex<Option<Arc<pull::PullInput>>>,
-    /// The running consumer's listener state (close waits for in-flight listener calls).
-    listener: StdMutex<Option<Arc<input::ListenerShared>>>,
-    /// Topics that have accepted at least one send (a later "no route" means the broker is
-    /// down, not that the topic is unknown).
-    known_topics: StdMutex<HashSet<String>>,
-    /// The last send failed because no broker could be reached (a later success counts as a
-    /// reconnect in the metrics).
-    send_failing: std::sync::atomic::AtomicBool,
+    resolved: OnceCell<Vec<String>>,
     closed: CancellationToken,
 }
 
-impl std::fmt::Debug for TcpTransport {
+impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpTransport")
+        f.debug_struct("Client")
             .field("instance", &self.instance)
             .field("role", &self.role)
             .field("client_name", &self.client_name)
@@ -170,8 +165,8 @@ impl std::fmt::Debug for TcpTransport {
     }
 }
 
-impl TcpTransport {
-    fn new(instance: &str, settings: Arc<Settings>, role: Role) -> TcpTransport {
+impl Client {
+    fn new(instance: &str, settings: Arc<Settings>, role: Role) -> Client {
         let client_name = format!(
             "dapr-{}-{}-{}-{}",
             sanitize_name(instance),
@@ -179,20 +174,13 @@ impl TcpTransport {
             std::process::id(),
             CLIENT_SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        TcpTransport {
+        Client {
             instance: instance.to_string(),
             settings,
             role,
             client_name,
-            host: StdMutex::new(None),
-            resolved: Mutex::new(None),
-            producer: RwLock::new(None),
-            producer_start: Mutex::new(()),
-            consumer: Mutex::new(None),
-            pull: Mutex::new(None),
-            listener: StdMutex::new(None),
-            known_topics: StdMutex::new(HashSet::new()),
-            send_failing: std::sync::atomic::AtomicBool::new(false),
+            host: OnceCell::new(),
+            resolved: OnceCell::new(),
             closed: CancellationToken::new(),
         }
     }
@@ -202,44 +190,45 @@ impl TcpTransport {
         self.settings.target()
     }
 
-    fn host(&self) -> Result<Arc<host::ClientHost>, TransportError> {
-        let mut guard = self.host.lock().map_err(|_| TransportError::Closed)?;
-        if let Some(h) = guard.as_ref() {
-            return Ok(h.clone());
-        }
+    /// `Closed` once [`Client::close`] began.
+    fn check_open(&self) -> Result<(), TransportError> {
         if self.closed.is_cancelled() {
             return Err(TransportError::Closed);
         }
-        let lane = match self.role {
-            // Only the orderly (push) listener blocks a lane thread per delivery.
-            Role::Input if self.settings.consume_orderly => {
-                self.settings.consumer_thread_nums as usize
-            }
-            _ => 4,
-        };
-        let h = Arc::new(host::ClientHost::new(&self.client_name, lane)?);
-        *guard = Some(h.clone());
-        Ok(h)
+        Ok(())
+    }
+
+    /// The client runtime, built on first use.
+    async fn host(&self) -> Result<Arc<host::ClientHost>, TransportError> {
+        self.host
+            .get_or_try_init(|| async {
+                self.check_open()?;
+                let lane = match self.role {
+                    // Only the orderly (push) listener blocks a lane thread per delivery.
+                    Role::Input if self.settings.consume_orderly => {
+                        self.settings.consumer_thread_nums as usize
+                    }
+                    _ => 4,
+                };
+                Ok(Arc::new(host::ClientHost::new(&self.client_name, lane)?))
+            })
+            .await
+            .cloned()
     }
 
     /// The name server list: static, or fetched from `nameServerDomain` (cached once it worked).
     async fn name_servers(&self, fetch_timeout: Duration) -> Result<Vec<String>, TransportError> {
-        if self.settings.name_server_domain.is_none() {
+        let Some(url) = self.settings.name_server_domain.as_deref() else {
             return Ok(self.settings.name_servers.clone());
-        }
-        let mut guard = self.resolved.lock().await;
-        if let Some(list) = guard.as_ref() {
-            return Ok(list.clone());
-        }
-        let url = self
-            .settings
-            .name_server_domain
-            .as_deref()
-            .unwrap_or_default();
-        let list = names::fetch_name_servers(url, fetch_timeout).await?;
-        tracing::info!(instance = %self.instance, name_servers = %list.join(";"), "resolved nameServerDomain");
-        *guard = Some(list.clone());
-        Ok(list)
+        };
+        self.resolved
+            .get_or_try_init(|| async {
+                let list = names::fetch_name_servers(url, fetch_timeout).await?;
+                tracing::info!(instance = %self.instance, name_servers = %list.join(";"), "resolved nameServerDomain");
+                Ok(list)
+            })
+            .await
+            .cloned()
     }
 
     fn client_config(&self, name_servers: &[String]) -> Result<ClientConfig, TransportError> {
@@ -258,306 +247,32 @@ impl TcpTransport {
             .map_err(|e| TransportError::Unsupported(format!("client configuration: {e}")))
     }
 
-    /// Starts the producer once; later calls return at once.
-    async fn ensure_producer(&self) -> Result<(), TransportError> {
-        if self.producer.read().await.is_some() {
-            return Ok(());
-        }
-        let _start = self.producer_start.lock().await;
-        if self.producer.read().await.is_some() {
-            return Ok(());
-        }
-        if self.closed.is_cancelled() {
-            return Err(TransportError::Closed);
-        }
-        let addrs = self.name_servers(DOMAIN_FETCH_TIMEOUT).await?;
-        let host = self.host()?;
+    /// What starting a client needs: the name servers, the client runtime and the client
+    /// configuration.
+    async fn prepare(
+        &self,
+        fetch_timeout: Duration,
+    ) -> Result<(Vec<String>, Arc<host::ClientHost>, ClientConfig), TransportError> {
+        let addrs = self.name_servers(fetch_timeout).await?;
+        let host = self.host().await?;
         let config = self.client_config(&addrs)?;
-        let mut producer = output::build_producer(
-            &host,
-            config,
-            &self.settings,
-            Some(compat::hook(acl::hook(&self.settings))),
-        );
-        match tokio::time::timeout(START_TIMEOUT, producer.start()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(errors::map(&e, &addrs.join(";"), None, false)),
-            Err(_) => {
-                return Err(TransportError::Unavailable {
-                    address: addrs.join(";"),
-                    reason: format!("producer did not start within {START_TIMEOUT:?}"),
-                });
-            }
-        }
-        tracing::info!(instance = %self.instance, client = %self.client_name, "producer started");
-        *self.producer.write().await = Some(producer);
-        Ok(())
+        Ok((addrs, host, config))
     }
-}
 
-#[async_trait]
-impl Transport for TcpTransport {
-    async fn ping(&self) -> Result<(), TransportError> {
-        if self.closed.is_cancelled() {
-            return Err(TransportError::Closed);
-        }
+    /// Checks a name server answers (Init's and Ping's reachability probe).
+    async fn probe(&self) -> Result<Vec<String>, TransportError> {
+        self.check_open()?;
         let addrs = self.name_servers(DOMAIN_FETCH_TIMEOUT).await?;
         probe::probe_any(&addrs, PROBE_TIMEOUT).await?;
-        if self.role == Role::Output {
-            self.ensure_producer().await?;
-        }
-        if let (Role::Input, Some(sql)) = (self.role, self.settings.sql_filter.as_deref()) {
-            let ns = self
-                .settings
-                .instance_id
-                .as_deref()
-                .filter(|s| !s.is_empty())
-                .unwrap_or_default();
-            let wrap = |r: &str| NamespaceUtil::wrap_namespace(ns, r).to_string();
-            let sub = probe::SqlSubscription {
-                name_servers: &addrs,
-                topics: self
-                    .settings
-                    .topics
-                    .iter()
-                    .map(|t| wrap(&t.topic))
-                    .collect(),
-                group: wrap(&input::consumer_group(&self.settings)),
-                expression: sql,
-                hook: acl::hook(&self.settings),
-            };
-            probe::check_sql92(&sub, PROBE_TIMEOUT).await?;
-        }
-        Ok(())
+        Ok(addrs)
     }
 
-    async fn send(&self, msg: OutboundMessage) -> Result<SendReceipt, TransportError> {
-        if self.closed.is_cancelled() {
-            return Err(TransportError::Closed);
-        }
-        let plan = output::plan(&msg, &self.settings)?;
-        self.ensure_producer().await?;
-        let guard = self.producer.read().await;
-        let producer = guard.as_ref().ok_or(TransportError::Closed)?;
-        let mut results = Vec::with_capacity(plan.len());
-        for (i, one) in plan.into_iter().enumerate() {
-            let topic = one.topic.clone();
-            let known = self
-                .known_topics
-                .lock()
-                .map(|k| k.contains(&topic))
-                .unwrap_or(false);
-            let sent = output::send_one(producer, one, self.settings.send_timeout).await;
-            let unavailable = matches!(sent, Err(output::SendFailure::TimedOut))
-                || matches!(&sent, Err(output::SendFailure::Client(e))
-                    if matches!(errors::map(e, &self.target(), Some(&topic), known), TransportError::Unavailable { .. }));
-            if unavailable {
-                self.send_failing.store(true, Ordering::Relaxed);
-            } else if sent.is_ok() && self.send_failing.swap(false, Ordering::Relaxed) {
-                crate::telemetry::metrics::reconnected(&self.instance, "tcp");
-                tracing::info!(instance = %self.instance, "broker reachable again; sends succeed");
-            }
-            match sent {
-                Ok(r) => {
-                    if !known && let Ok(mut k) = self.known_topics.lock() {
-                        k.insert(topic.clone());
-                    }
-                    results.push((topic, r));
-                }
-                Err(output::SendFailure::Client(e)) => {
-                    let err = errors::map(&e, &self.target(), Some(&topic), known);
-                    return Err(errors::partial(err, i, &results));
-                }
-                Err(output::SendFailure::TimedOut) => {
-                    let err = TransportError::Unavailable {
-                        address: self.target(),
-                        reason: format!(
-                            "no broker stored the message for topic `{topic}` within sendTimeout {:?}",
-                            self.settings.send_timeout
-                        ),
-                    };
-                    return Err(errors::partial(err, i, &results));
-                }
-                Err(output::SendFailure::NoResult) => {
-                    let err = TransportError::Rejected(format!(
-                        "the client returned no send result for topic `{topic}`"
-                    ));
-                    return Err(errors::partial(err, i, &results));
-                }
-            }
-        }
-        Ok(output::receipt(&results))
-    }
-
-    async fn subscribe(&self, sink: mpsc::Sender<Delivery>) -> Result<(), TransportError> {
-        if self.closed.is_cancelled() {
-            return Err(TransportError::Closed);
-        }
-        if !self.settings.consume_orderly {
-            return self.subscribe_pull(sink).await;
-        }
-        let mut slot = self.consumer.lock().await;
-        if slot.is_some() {
-            return Err(TransportError::Unsupported(
-                "the consumer of this instance is already subscribed".into(),
-            ));
-        }
-        let addrs = self.name_servers(names::DOMAIN_FETCH_TIMEOUT_FULL).await?;
-        let host = self.host()?;
-        let config = self.client_config(&addrs)?;
-        let shared = Arc::new(input::ListenerShared {
-            sink,
-            closed: self.closed.clone(),
-            group: input::consumer_group(&self.settings),
-            instance: self.instance.clone(),
-            inflight: AtomicUsize::new(0),
-        });
-        if let Ok(mut l) = self.listener.lock() {
-            *l = Some(shared.clone());
-        }
-        let mut consumer = input::build_consumer(
-            &host,
-            config,
-            &self.settings,
-            Some(compat::hook(acl::hook(&self.settings))),
-        );
-        for sub in &self.settings.topics {
-            let subscribed = match &self.settings.sql_filter {
-                Some(sql) => {
-                    consumer
-                        .subscribe_with_selector(
-                            sub.topic.as_str(),
-                            Some(MessageSelector::by_sql(sql.as_str())),
-                        )
-                        .await
-                }
-                None => {
-                    let expr = input::normalize_expression(&sub.expression);
-                    consumer.subscribe(sub.topic.clone(), expr).await
-                }
-            };
-            subscribed.map_err(|e| errors::map(&e, &addrs.join(";"), Some(&sub.topic), false))?;
-        }
-        consumer.register_message_listener_orderly(input::OrderlyListener(shared));
-        match tokio::time::timeout(Duration::from_secs(10), consumer.start()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(errors::map(&e, &addrs.join(";"), None, false)),
-            Err(_) => {
-                return Err(TransportError::Unavailable {
-                    address: addrs.join(";"),
-                    reason: "consumer did not start within 10s".into(),
-                });
-            }
-        }
-        tracing::info!(
-            instance = %self.instance,
-            client = %self.client_name,
-            group = %input::consumer_group(&self.settings),
-            orderly = self.settings.consume_orderly,
-            "consumer started"
-        );
-        *slot = Some(consumer);
-        Ok(())
-    }
-
-    async fn close(&self) {
-        if self.closed.is_cancelled() {
-            return;
-        }
-        // Unblocks every listener waiting on the app: they answer "reconsume later", so
-        // nothing unconfirmed is committed.
-        self.closed.cancel();
-        // Let the released listener calls return and the client hand those messages back to
-        // the broker (retry topic) before the consumer stops and persists its offsets;
-        // otherwise a message still in its process queue holds the committed offset back and
-        // acked messages behind it would be delivered again after a restart.
-        let listener = self.listener.lock().ok().and_then(|mut l| l.take());
-        if let Some(l) = listener {
-            let t = std::time::Instant::now();
-            while l.inflight.load(Ordering::Acquire) > 0 && t.elapsed() < RELEASE_WAIT {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            tokio::time::sleep(SEND_BACK_GRACE).await;
-        }
-        let pull = self.pull.lock().await.take();
-        if let Some(p) = pull {
-            p.close(RELEASE_WAIT).await;
-        }
-        let consumer = self.consumer.lock().await.take();
-        if let Some(mut c) = consumer
-            && tokio::time::timeout(SHUTDOWN_TIMEOUT, c.shutdown())
-                .await
-                .is_err()
-        {
-            tracing::warn!(instance = %self.instance, "consumer shutdown timed out");
-        }
-        let _start = self.producer_start.lock().await;
-        let producer = self.producer.write().await.take();
-        if let Some(mut p) = producer
-            && tokio::time::timeout(SHUTDOWN_TIMEOUT, p.shutdown())
-                .await
-                .is_err()
-        {
-            tracing::warn!(instance = %self.instance, "producer shutdown timed out");
-        }
-        let host = self.host.lock().ok().and_then(|mut h| h.take());
-        if let Some(h) = host {
+    /// Shuts the client runtime down, after the role's clients have stopped.
+    async fn shutdown_host(&self) {
+        if let Some(h) = self.host.get() {
             h.shutdown().await;
         }
         tracing::info!(instance = %self.instance, role = %self.role, "tcp transport closed");
-    }
-}
-
-impl TcpTransport {
-    /// The concurrent input: a lite-pull consumer with our own offsets (`pull.rs`).
-    async fn subscribe_pull(&self, sink: mpsc::Sender<Delivery>) -> Result<(), TransportError> {
-        let mut slot = self.pull.lock().await;
-        if slot.is_some() {
-            return Err(TransportError::Unsupported(
-                "the consumer of this instance is already subscribed".into(),
-            ));
-        }
-        let addrs = self.name_servers(names::DOMAIN_FETCH_TIMEOUT_FULL).await?;
-        let host = self.host()?;
-        let config = self.client_config(&addrs)?;
-        let target = addrs.join(";");
-        let hook = compat::hook(acl::hook(&self.settings));
-        let consumer = pull::build(&host, config, &self.settings, hook.clone())
-            .await
-            .map_err(|e| errors::map(&e, &target, None, false))?;
-        let send_back =
-            if self.settings.consumer_model == crate::metadata::ConsumerModel::Clustering {
-                Some(pull::SendBack::start(&host, &self.settings, vec![hook]).await?)
-            } else {
-                None
-            };
-        match tokio::time::timeout(Duration::from_secs(10), consumer.start()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(errors::map(&e, &target, None, false)),
-            Err(_) => {
-                return Err(TransportError::Unavailable {
-                    address: target,
-                    reason: "consumer did not start within 10s".into(),
-                });
-            }
-        }
-        let input = pull::PullInput::spawn(
-            consumer,
-            send_back,
-            &self.settings,
-            &self.instance,
-            sink,
-            self.closed.clone(),
-        );
-        tracing::info!(
-            instance = %self.instance,
-            client = %self.client_name,
-            group = %input::consumer_group(&self.settings),
-            max_in_flight = self.settings.max_in_flight,
-            "pull consumer started"
-        );
-        *slot = Some(input);
-        Ok(())
     }
 }
 
@@ -596,8 +311,8 @@ mod tests {
             )
             .unwrap(),
         );
-        let a = TcpTransport::new("my comp/1", s.clone(), Role::Output);
-        let b = TcpTransport::new("my comp/1", s, Role::Output);
+        let a = Client::new("my comp/1", s.clone(), Role::Output);
+        let b = Client::new("my comp/1", s, Role::Output);
         assert_ne!(a.client_name, b.client_name);
         assert!(
             a.client_name.starts_with("dapr-my_comp_1-output-"),

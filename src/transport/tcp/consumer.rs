@@ -1,0 +1,266 @@
+//! The input transport: one consumer, started once by `subscribe`.
+//!
+//! Concurrent inputs run the lite-pull consumer of `pull.rs`; orderly ones
+//! (`consumeOrderly`) the crate's push consumer with the blocking listener of `input.rs`.
+//! `ping` probes the name servers and, with `sqlFilter`, that the broker accepts SQL92.
+
+use std::{
+    sync::{Arc, Mutex, atomic::AtomicUsize},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use rocketmq_client_rust::{DefaultMQPushConsumer, MQPushConsumer, MessageSelector};
+use rocketmq_protocol::protocol::namespace_util::NamespaceUtil;
+use tokio::sync::{OnceCell, mpsc};
+
+use super::{
+    Client, PROBE_TIMEOUT, RELEASE_WAIT, SEND_BACK_GRACE, SHUTDOWN_TIMEOUT, acl, compat, errors,
+    input, names, probe, pull,
+};
+use crate::metadata::ConsumerModel;
+use crate::transport::{Delivery, OutboundMessage, SendReceipt, Transport, TransportError};
+
+/// The consumer once `subscribe` started it.
+enum Running {
+    /// Concurrent: the lite-pull consumer and our poll loop.
+    Pull(Arc<pull::PullInput>),
+    /// Orderly: the push consumer (taken by `close`) and its listener's state.
+    Orderly {
+        consumer: Mutex<Option<Box<DefaultMQPushConsumer>>>,
+        listener: Arc<input::ListenerShared>,
+    },
+}
+
+/// The tcp input transport of one component instance.
+#[derive(Debug)]
+pub(super) struct TcpConsumer {
+    client: Client,
+    running: OnceCell<Running>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Running::Pull(_) => "Pull",
+            Running::Orderly { .. } => "Orderly",
+        })
+    }
+}
+
+fn already_subscribed() -> TransportError {
+    TransportError::Unsupported("the consumer of this instance is already subscribed".into())
+}
+
+impl TcpConsumer {
+    pub(super) fn new(client: Client) -> TcpConsumer {
+        TcpConsumer {
+            client,
+            running: OnceCell::new(),
+        }
+    }
+
+    async fn start(&self, sink: mpsc::Sender<Delivery>) -> Result<Running, TransportError> {
+        self.client.check_open()?;
+        if self.client.settings.consume_orderly {
+            self.start_orderly(sink).await
+        } else {
+            self.start_pull(sink).await
+        }
+    }
+
+    /// The orderly input: the crate's push consumer with a blocking listener (`input.rs`).
+    async fn start_orderly(&self, sink: mpsc::Sender<Delivery>) -> Result<Running, TransportError> {
+        let c = &self.client;
+        let settings = &c.settings;
+        let (addrs, host, config) = c.prepare(names::DOMAIN_FETCH_TIMEOUT_FULL).await?;
+        let shared = Arc::new(input::ListenerShared {
+            sink,
+            closed: c.closed.clone(),
+            group: input::consumer_group(settings),
+            instance: c.instance.clone(),
+            inflight: AtomicUsize::new(0),
+        });
+        let mut consumer = input::build_consumer(
+            &host,
+            config,
+            settings,
+            Some(compat::hook(acl::hook(settings))),
+        );
+        for sub in &settings.topics {
+            let subscribed = match &settings.sql_filter {
+                Some(sql) => {
+                    consumer
+                        .subscribe_with_selector(
+                            sub.topic.as_str(),
+                            Some(MessageSelector::by_sql(sql.as_str())),
+                        )
+                        .await
+                }
+                None => {
+                    let expr = input::normalize_expression(&sub.expression);
+                    consumer.subscribe(sub.topic.clone(), expr).await
+                }
+            };
+            subscribed.map_err(|e| errors::map(&e, &addrs.join(";"), Some(&sub.topic), false))?;
+        }
+        consumer.register_message_listener_orderly(input::OrderlyListener(shared.clone()));
+        match tokio::time::timeout(Duration::from_secs(10), consumer.start()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(errors::map(&e, &addrs.join(";"), None, false)),
+            Err(_) => {
+                return Err(TransportError::Unavailable {
+                    address: addrs.join(";"),
+                    reason: "consumer did not start within 10s".into(),
+                });
+            }
+        }
+        tracing::info!(
+            instance = %c.instance,
+            client = %c.client_name,
+            group = %input::consumer_group(settings),
+            orderly = settings.consume_orderly,
+            "consumer started"
+        );
+        Ok(Running::Orderly {
+            consumer: Mutex::new(Some(Box::new(consumer))),
+            listener: shared,
+        })
+    }
+
+    /// The concurrent input: a lite-pull consumer with our own offsets (`pull.rs`).
+    async fn start_pull(&self, sink: mpsc::Sender<Delivery>) -> Result<Running, TransportError> {
+        let c = &self.client;
+        let settings = &c.settings;
+        let (addrs, host, config) = c.prepare(names::DOMAIN_FETCH_TIMEOUT_FULL).await?;
+        let target = addrs.join(";");
+        let hook = compat::hook(acl::hook(settings));
+        let consumer = pull::build(&host, config, settings, hook.clone())
+            .await
+            .map_err(|e| errors::map(&e, &target, None, false))?;
+        let send_back = if settings.consumer_model == ConsumerModel::Clustering {
+            Some(pull::SendBack::start(&host, settings, vec![hook]).await?)
+        } else {
+            None
+        };
+        match tokio::time::timeout(Duration::from_secs(10), consumer.start()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(errors::map(&e, &target, None, false)),
+            Err(_) => {
+                return Err(TransportError::Unavailable {
+                    address: target,
+                    reason: "consumer did not start within 10s".into(),
+                });
+            }
+        }
+        let input = pull::PullInput::spawn(
+            consumer,
+            send_back,
+            settings,
+            &c.instance,
+            sink,
+            c.closed.clone(),
+        );
+        tracing::info!(
+            instance = %c.instance,
+            client = %c.client_name,
+            group = %input::consumer_group(settings),
+            max_in_flight = settings.max_in_flight,
+            "pull consumer started"
+        );
+        Ok(Running::Pull(input))
+    }
+}
+
+#[async_trait]
+impl Transport for TcpConsumer {
+    async fn ping(&self) -> Result<(), TransportError> {
+        let addrs = self.client.probe().await?;
+        let settings = &self.client.settings;
+        if let Some(sql) = settings.sql_filter.as_deref() {
+            let ns = settings
+                .instance_id
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_default();
+            let wrap = |r: &str| NamespaceUtil::wrap_namespace(ns, r).to_string();
+            let sub = probe::SqlSubscription {
+                name_servers: &addrs,
+                topics: settings.topics.iter().map(|t| wrap(&t.topic)).collect(),
+                group: wrap(&input::consumer_group(settings)),
+                expression: sql,
+                hook: acl::hook(settings),
+            };
+            probe::check_sql92(&sub, PROBE_TIMEOUT).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&self, _msg: OutboundMessage) -> Result<SendReceipt, TransportError> {
+        self.client.check_open()?;
+        Err(TransportError::Unsupported(
+            "send on an input binding instance".into(),
+        ))
+    }
+
+    async fn subscribe(&self, sink: mpsc::Sender<Delivery>) -> Result<(), TransportError> {
+        self.client.check_open()?;
+        if self.running.initialized() {
+            return Err(already_subscribed());
+        }
+        let mut ran = false;
+        self.running
+            .get_or_try_init(|| {
+                ran = true;
+                self.start(sink)
+            })
+            .await?;
+        if !ran {
+            // Another call started it meanwhile.
+            return Err(already_subscribed());
+        }
+        Ok(())
+    }
+
+    async fn close(&self) {
+        let c = &self.client;
+        if c.closed.is_cancelled() {
+            return;
+        }
+        // Unblocks every listener waiting on the app: they answer "reconsume later", so
+        // nothing unconfirmed is committed.
+        c.closed.cancel();
+        // Waits for a start in progress; one that begins now sees `closed` and fails.
+        let running = self
+            .running
+            .get_or_try_init(|| async { Err(TransportError::Closed) })
+            .await;
+        match running {
+            Ok(Running::Pull(p)) => p.close(RELEASE_WAIT).await,
+            Ok(Running::Orderly { consumer, listener }) => {
+                // Let the released listener calls return and the client hand those messages
+                // back to the broker (retry topic) before the consumer stops and persists its
+                // offsets; otherwise a message still in its process queue holds the committed
+                // offset back and acked messages behind it would be delivered again after a
+                // restart.
+                let t = std::time::Instant::now();
+                while listener.inflight.load(std::sync::atomic::Ordering::Acquire) > 0
+                    && t.elapsed() < RELEASE_WAIT
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                tokio::time::sleep(SEND_BACK_GRACE).await;
+                let consumer = consumer.lock().ok().and_then(|mut c| c.take());
+                if let Some(mut consumer) = consumer
+                    && tokio::time::timeout(SHUTDOWN_TIMEOUT, consumer.shutdown())
+                        .await
+                        .is_err()
+                {
+                    tracing::warn!(instance = %c.instance, "consumer shutdown timed out");
+                }
+            }
+            Err(_) => {}
+        }
+        c.shutdown_host().await;
+    }
+}
