@@ -9,12 +9,19 @@
 //! Every side runs in a daprd of its own, started from the same binary with the same flags:
 //! `go` = daprd with one Go `bindings.rocketmq` Component (and an empty pluggable-socket
 //! folder); `ours` = daprd with one `bindings.rocketmq-pluggable` Component plus our daemon on
-//! its socket. (The Go binding keeps global clients, so a daprd can hold only one instance of
-//! it; one daprd per side also makes every process's CPU and RSS belong to one side.)
+//! its socket; in output rows also `noop` = daprd with one `bindings.noop-pluggable` Component
+//! plus a do-nothing pluggable `OutputBinding` on its socket (examples/support/noop_binding.rs,
+//! this example re-executed; Invoke answers at once with an empty success, as the Go binding's
+//! create does, and no broker). (The Go binding keeps global clients, so a daprd can hold only
+//! one instance of it; one daprd per side also makes every process's CPU and RSS belong to one
+//! side.) Under each output concurrency the table prints daprd's own cost of the pluggable path
+//! (daprd CPU per create with `noop` minus with `go`, and noop's latency and throughput against
+//! go) and what our component adds beyond a component that does nothing (ours − noop).
 //!
 //! * Output: this process posts `create` to daprd's HTTP API (`POST /v1.0/bindings/<name>`,
 //!   one keep-alive HTTP/1.1 connection per worker) and calls gRPC `Dapr/InvokeBinding` (one
-//!   HTTP/2 channel), 1 KiB bodies, at each concurrency, Go and ours alternating row by row.
+//!   HTTP/2 channel), 1 KiB bodies, at each concurrency, the sides alternating row by row
+//!   (which goes first rotates with the round).
 //! * Input: a backlog of N messages is sent to a fresh topic with no consumer running; then
 //!   daprd (and our daemon) start with a fresh consumer group and deliver everything to an app
 //!   in this process (HTTP: `POST /<name>`; gRPC: `AppCallback/OnBindingEvent`) that answers at
@@ -28,6 +35,9 @@
 //! explains (other users of the machine, the name server).
 
 #![recursion_limit = "256"]
+
+#[path = "support/noop_binding.rs"]
+mod noop_binding;
 
 use std::{
     collections::BTreeMap,
@@ -47,6 +57,7 @@ use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use noop_binding::{NOOP_FLAG, NOOP_SOCKET_NAME};
 use rocketmq_binding::transport::tcp::host::ClientHost;
 use rocketmq_client_rust::{ClientConfig, DefaultMQProducer};
 use rocketmq_model::common::message::message_single::Message;
@@ -86,7 +97,7 @@ struct Args {
     /// Input backlog per row. Default 20000 (smoke 200).
     #[arg(long)]
     backlog: Option<usize>,
-    /// Rounds; Go and ours alternate which goes first. Default 3 (smoke 1).
+    /// Rounds; which side goes first rotates (go, ours, noop). Default 3 (smoke 1).
     #[arg(long)]
     rounds: Option<usize>,
     /// Output concurrencies. Default 1,16,64 (smoke 4).
@@ -424,6 +435,8 @@ async fn http_status(port: u16, path: &str) -> Option<u16> {
 enum Side {
     Go,
     Ours,
+    /// Output only: the do-nothing pluggable binding (examples/support/noop_binding.rs).
+    Noop,
 }
 
 impl Side {
@@ -431,6 +444,16 @@ impl Side {
         match self {
             Side::Go => "go",
             Side::Ours => "ours",
+            Side::Noop => "noop",
+        }
+    }
+
+    /// The Component's `spec.type`.
+    fn component_type(self) -> &'static str {
+        match self {
+            Side::Go => "bindings.rocketmq",
+            Side::Ours => "bindings.rocketmq-pluggable",
+            Side::Noop => "bindings.noop-pluggable",
         }
     }
 }
@@ -471,10 +494,7 @@ spec:
 ";
 
 fn component_yaml(side: Side, name: &str, md: &[(&str, String)]) -> String {
-    let ty = match side {
-        Side::Go => "bindings.rocketmq",
-        Side::Ours => "bindings.rocketmq-pluggable",
-    };
+    let ty = side.component_type();
     let mut s = format!(
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: {ty}\n  version: v1\n  metadata:\n"
     );
@@ -573,11 +593,21 @@ impl Sidecar {
         let config = dir.join("config.yaml");
         std::fs::write(&config, DAPRD_CONFIG).map_err(|e| e.to_string())?;
 
-        let daemon = if side == Side::Ours {
-            let mut cmd = Command::new(&env.daemon_bin);
-            cmd.arg("--socket-folder").arg(&sockets);
-            let mut d = Proc::spawn(&format!("{tag}-daemon"), cmd, &env.work)?;
-            let sock = sockets.join("rocketmq-pluggable.sock");
+        // The pluggable side's process must accept on its socket before daprd starts: daprd
+        // scans the folder once, at startup.
+        let daemon = if side != Side::Go {
+            let (cmd, sock) = if side == Side::Ours {
+                let mut cmd = Command::new(&env.daemon_bin);
+                cmd.arg("--socket-folder").arg(&sockets);
+                (cmd, sockets.join("rocketmq-pluggable.sock"))
+            } else {
+                let sock = sockets.join(format!("{NOOP_SOCKET_NAME}.sock"));
+                let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+                let mut cmd = Command::new(exe);
+                cmd.arg(NOOP_FLAG).arg(&sock);
+                (cmd, sock)
+            };
+            let mut d = Proc::spawn(&format!("{tag}-{}", side.name()), cmd, &env.work)?;
             let end = Instant::now() + Duration::from_secs(10);
             loop {
                 if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
@@ -585,7 +615,8 @@ impl Sidecar {
                 }
                 if !d.alive() || Instant::now() > end {
                     return Err(format!(
-                        "daemon did not open {}\n{}",
+                        "{} server did not open {}\n{}",
+                        side.name(),
                         sock.display(),
                         d.log_tail(3000)
                     ));
@@ -1395,12 +1426,17 @@ fn f(v: Option<f64>, prec: usize) -> String {
     }
 }
 
-/// Per key, (go, ours) medians.
-type Table = BTreeMap<(String, u64), (Med, Med)>;
+/// Per key, the medians of each side (`noop` only in output rows).
+struct Sides {
+    go: Med,
+    ours: Med,
+    noop: Option<Med>,
+}
+
+type Table = BTreeMap<(String, u64), Sides>;
 
 fn summarize(rows: &[Row]) -> Table {
     let mut keys: Vec<(String, u64)> = rows.iter().map(Row::key).collect();
-    keys.dedup();
     keys.sort();
     keys.dedup();
     keys.into_iter()
@@ -1410,16 +1446,134 @@ fn summarize(rows: &[Row]) -> Table {
                     .iter()
                     .filter(|r| r.key() == k && r.side == s)
                     .collect();
-                med_of(&v)
+                (!v.is_empty()).then(|| med_of(&v))
             };
-            let (g, o) = (side("go"), side("ours"));
-            (k, (g, o))
+            let sides = Sides {
+                go: side("go").unwrap_or_default(),
+                ours: side("ours").unwrap_or_default(),
+                noop: side("noop"),
+            };
+            (k, sides)
         })
         .collect()
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     Some(b? / a?.max(1e-9))
+}
+
+fn diff(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(b? - a?)
+}
+
+/// `+1.23` / `-0.40` / `-`.
+fn signed(v: Option<f64>, prec: usize) -> String {
+    match v {
+        Some(x) => format!("{x:+.prec$}"),
+        None => "-".into(),
+    }
+}
+
+/// What the do-nothing pluggable binding shows about one output row: daprd's own cost of the
+/// pluggable path (noop − go) and what our component adds on top of it (ours − noop).
+struct Pluggable {
+    /// daprd CPU µs per create: go, noop, ours.
+    daprd_us: [Option<f64>; 3],
+    /// daprd CPU(noop) − daprd CPU(go).
+    overhead_us: Option<f64>,
+    noop_vs_go: Deltas,
+    ours_vs_noop: Deltas,
+    /// daprd CPU(ours) − daprd CPU(noop).
+    ours_daprd_us: Option<f64>,
+    /// Component process CPU per create: daemon(ours) − noop server.
+    ours_component_us: Option<f64>,
+}
+
+/// `b` relative to `a`: throughput difference and ratio, p50/p99 differences (ms).
+struct Deltas {
+    rate: Option<f64>,
+    ratio: Option<f64>,
+    p50: Option<f64>,
+    p99: Option<f64>,
+}
+
+impl Deltas {
+    fn of(a: &Med, b: &Med) -> Deltas {
+        Deltas {
+            rate: diff(a.rate, b.rate),
+            ratio: ratio(a.rate, b.rate),
+            p50: diff(a.p50, b.p50),
+            p99: diff(a.p99, b.p99),
+        }
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "msg/s {} ({}×), p50 {} ms, p99 {} ms",
+            signed(self.rate, 0),
+            f(self.ratio, 2),
+            signed(self.p50, 2),
+            signed(self.p99, 2)
+        )
+    }
+
+    fn json(&self) -> Value {
+        json!({"msg_per_s": self.rate, "ratio": self.ratio, "p50_ms": self.p50, "p99_ms": self.p99})
+    }
+}
+
+impl Pluggable {
+    fn of(s: &Sides) -> Option<Pluggable> {
+        let n = s.noop.as_ref()?;
+        Some(Pluggable {
+            daprd_us: [s.go.us[0], n.us[0], s.ours.us[0]],
+            overhead_us: diff(s.go.us[0], n.us[0]),
+            noop_vs_go: Deltas::of(&s.go, n),
+            ours_vs_noop: Deltas::of(n, &s.ours),
+            ours_daprd_us: diff(n.us[0], s.ours.us[0]),
+            ours_component_us: diff(n.us[1], s.ours.us[1]),
+        })
+    }
+
+    fn lines(&self, c: u64) -> [String; 2] {
+        let [g, n, _] = self.daprd_us;
+        [
+            format!(
+                "  C={c:<3} daprd's pluggable overhead = daprd CPU(noop) − daprd CPU(Go) = {} − {} = {} µs/create; noop − go: {}",
+                f(n, 0),
+                f(g, 0),
+                signed(self.overhead_us, 0),
+                self.noop_vs_go.text()
+            ),
+            format!(
+                "  C={c:<3} ours − noop: {}; daprd CPU {} µs/create, component CPU (daemon − noop server) {} µs/create",
+                self.ours_vs_noop.text(),
+                signed(self.ours_daprd_us, 0),
+                signed(self.ours_component_us, 0)
+            ),
+        ]
+    }
+
+    fn json(&self, kind: &str, c: u64) -> Value {
+        json!({
+            "row": format!("{kind} C={c}"),
+            "daprd_us_per_create": {"go": self.daprd_us[0], "noop": self.daprd_us[1], "ours": self.daprd_us[2]},
+            "daprd_pluggable_overhead_us": self.overhead_us,
+            "noop_minus_go": self.noop_vs_go.json(),
+            "ours_minus_noop": self.ours_vs_noop.json(),
+            "ours_minus_noop_daprd_us": self.ours_daprd_us,
+            "ours_minus_noop_component_us": self.ours_component_us,
+        })
+    }
+}
+
+/// The pluggable-path figures of every output row (JSON).
+fn pluggable_json(t: &Table) -> Value {
+    Value::Array(
+        t.iter()
+            .filter_map(|((kind, c), s)| Pluggable::of(s).map(|p| p.json(kind, *c)))
+            .collect(),
+    )
 }
 
 fn print_tables(t: &Table, out: &mut Vec<String>, rounds: usize) {
@@ -1434,29 +1588,30 @@ fn print_tables(t: &Table, out: &mut Vec<String>, rounds: usize) {
         out.push(format!(
             "OUTPUT  {api}, create 1 KiB, median of {rounds} round(s); CPU in µs per message; RSS = VmHWM MB"
         ));
+        out.push(
+            "        noop = a do-nothing pluggable OutputBinding (bindings.noop-pluggable) under the same daprd; dmn = our daemon / the noop server; ratio and +p99 vs go".into(),
+        );
         out.push(format!(
             "side    C     msgs    msg/s  ratio  p50 ms  p99 ms p999 ms +p99 ms {head_cpu}   gen us daprd MB dmn MB  sum MB   mach  other errs"
         ));
-        for ((_, c), (g, o)) in t.iter().filter(|((k, _), _)| k == kind) {
-            for (name, m) in [("go", g), ("ours", o)] {
-                let is_ours = name == "ours";
+        for ((_, c), s) in t.iter().filter(|((k, _), _)| k == kind) {
+            let g = &s.go;
+            let mut sides = vec![("go", g), ("ours", &s.ours)];
+            if let Some(n) = &s.noop {
+                sides.push(("noop", n));
+            }
+            for (name, m) in sides {
+                let vs_go = name != "go";
                 let sum = m.rss_daprd.map(|d| d + m.rss_daemon.unwrap_or(0.0));
                 out.push(format!(
                     "{name:<5} {c:>3} {:>8} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>6} {:>6} {:>4}",
                     m.ok,
                     f(m.rate, 0),
-                    if is_ours { f(ratio(g.rate, o.rate), 2) } else { String::new() },
+                    if vs_go { f(ratio(g.rate, m.rate), 2) } else { String::new() },
                     f(m.p50, 2),
                     f(m.p99, 2),
                     f(m.p999, 2),
-                    if is_ours {
-                        match (g.p99, o.p99) {
-                            (Some(a), Some(b)) => format!("{:+.2}", b - a),
-                            _ => "-".into(),
-                        }
-                    } else {
-                        String::new()
-                    },
+                    if vs_go { signed(diff(g.p99, m.p99), 2) } else { String::new() },
                     f(m.us[0], 0),
                     f(m.us[1], 0),
                     f(m.us[2], 0),
@@ -1468,6 +1623,9 @@ fn print_tables(t: &Table, out: &mut Vec<String>, rounds: usize) {
                     f(m.other, 2),
                     m.errors,
                 ));
+            }
+            if let Some(p) = Pluggable::of(s) {
+                out.extend(p.lines(*c));
             }
         }
     }
@@ -1484,7 +1642,8 @@ fn print_tables(t: &Table, out: &mut Vec<String>, rounds: usize) {
         out.push(format!(
             "side  app     msgs    msg/s  ratio w/start/s {head_cpu}   app us daprd MB dmn MB  sum MB   mach  other dups errs"
         ));
-        for ((_, ms), (g, o)) in t.iter().filter(|((k, _), _)| k == kind) {
+        for ((_, ms), s) in t.iter().filter(|((k, _), _)| k == kind) {
+            let (g, o) = (&s.go, &s.ours);
             for (name, m) in [("go", g), ("ours", o)] {
                 let is_ours = name == "ours";
                 let sum = m.rss_daprd.map(|d| d + m.rss_daemon.unwrap_or(0.0));
@@ -1516,28 +1675,26 @@ fn print_tables(t: &Table, out: &mut Vec<String>, rounds: usize) {
     }
 }
 
-/// The targets, one line each: throughput ≥ 1.0× Go, p99 ≤ Go + 0.3 ms, RSS ≤ Go + 15 MB.
+/// The targets, one line each: throughput ≥ 1.0× Go, p99 ≤ Go + 0.3 ms, RSS ≤ Go + 15 MB;
+/// output rows also show the do-nothing pluggable binding's throughput against Go (what
+/// any pluggable component can reach under this daprd).
 fn print_targets(t: &Table, out: &mut Vec<String>) -> Value {
     out.push(String::new());
-    out.push("TARGETS (ours vs go, medians)".into());
+    out.push("TARGETS (ours vs go, medians; noop = do-nothing pluggable binding vs go)".into());
     let mut v = Vec::new();
-    for ((kind, p), (g, o)) in t {
+    for ((kind, p), s) in t {
+        let (g, o) = (&s.go, &s.ours);
         let label = if kind.starts_with("out") {
             format!("{kind} C={p}")
         } else {
             format!("{kind} app {p} ms")
         };
         let r = ratio(g.rate, o.rate);
-        let dp99 = match (g.p99, o.p99) {
-            (Some(a), Some(b)) => Some(b - a),
-            _ => None,
-        };
+        let noop_r = s.noop.as_ref().and_then(|n| ratio(g.rate, n.rate));
+        let dp99 = diff(g.p99, o.p99);
         let rss_go = g.rss_daprd;
         let rss_ours = o.rss_daprd.map(|d| d + o.rss_daemon.unwrap_or(0.0));
-        let drss = match (rss_go, rss_ours) {
-            (Some(a), Some(b)) => Some(b - a),
-            _ => None,
-        };
+        let drss = diff(rss_go, rss_ours);
         let mark = |ok: Option<bool>| match ok {
             Some(true) => "met",
             Some(false) => "MISSED",
@@ -1547,22 +1704,26 @@ fn print_targets(t: &Table, out: &mut Vec<String>) -> Value {
         let p_ok = dp99.map(|d| d <= 0.3);
         let m_ok = drss.map(|d| d <= 15.0);
         out.push(format!(
-            "{label:<22} throughput {:>5}× {:<6}  p99 {:>6} ms {:<6}  RSS {:>6} MB {:<6}",
+            "{label:<22} throughput {:>5}× {:<6}  p99 {:>6} ms {:<6}  RSS {:>6} MB {:<6}{}",
             f(r, 2),
             mark(t_ok),
-            dp99.map(|d| format!("{d:+.2}"))
-                .unwrap_or_else(|| "-".into()),
+            signed(dp99, 2),
             if kind.starts_with("out") {
                 mark(p_ok)
             } else {
                 "n/a"
             },
-            drss.map(|d| format!("{d:+.1}"))
-                .unwrap_or_else(|| "-".into()),
+            signed(drss, 1),
             mark(m_ok),
+            if s.noop.is_some() {
+                format!("  (noop {}×)", f(noop_r, 2))
+            } else {
+                String::new()
+            },
         ));
         v.push(json!({
             "row": label, "throughput_ratio": r, "throughput_met": t_ok,
+            "noop_throughput_ratio": noop_r,
             "p99_delta_ms": dp99, "p99_met": if kind.starts_with("out") { p_ok } else { None },
             "rss_go_mb": rss_go, "rss_ours_mb": rss_ours, "rss_delta_mb": drss, "rss_met": m_ok,
         }));
@@ -1619,14 +1780,17 @@ async fn run(args: &Args, env: &Env, rows: &mut Vec<Row>) -> Result<(), String> 
             [Side::Ours, Side::Go]
         };
         if phase(args, "output") {
+            // Output has a third side, the do-nothing pluggable binding; who goes first rotates.
+            let mut out_order = [Side::Go, Side::Ours, Side::Noop];
+            out_order.rotate_left(round % 3);
             eprintln!(
                 "bench-dapr: round {} output ({} first)",
                 round + 1,
-                order[0].name()
+                out_order[0].name()
             );
             let mut cars = Vec::new();
             let mut topics = Vec::new();
-            for side in order {
+            for side in out_order {
                 let topic = unique(&format!("bdo-{}", side.name()));
                 let md = vec![
                     ("accessProto", "tcp".to_string()),
@@ -1714,8 +1878,19 @@ async fn run(args: &Args, env: &Env, rows: &mut Vec<Row>) -> Result<(), String> 
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(NOOP_FLAG) {
+        return noop_binding::serve_main(argv.get(2).map(PathBuf::from));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(bench_main())
+}
+
+async fn bench_main() -> std::process::ExitCode {
     let args = Args::parse();
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let abs = |p: &Path| {
@@ -1774,7 +1949,7 @@ async fn main() -> std::process::ExitCode {
         t0.elapsed().as_secs_f64()
     )];
     out.push(format!(
-        "daprd {} (same binary and flags for both sides, one daprd per side); broker {} (pid {}); ours: consumerThreadNums {}",
+        "daprd {} (same binary and flags for every side, one daprd per side); broker {} (pid {}); ours: consumerThreadNums {}",
         env.daprd_bin.display(),
         env.namesrv,
         env.broker_pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
@@ -1816,6 +1991,7 @@ async fn main() -> std::process::ExitCode {
         "consumer_threads_ours": env.consumer_threads,
         "rows": rows.iter().map(Row::json).collect::<Vec<_>>(),
         "targets": targets,
+        "pluggable": pluggable_json(&table),
         "error": res.as_ref().err(),
         "failures": failures,
         "table": out,

@@ -32,6 +32,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/noop_binding.rs"]
+mod noop_binding;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -48,13 +50,9 @@ use std::{
 use bytes::Bytes;
 use clap::Parser;
 use common::{Daprd, with_instance};
+use noop_binding::{NOOP_FLAG, NOOP_SOCKET_NAME};
 use rocketmq_binding::{
-    dapr::proto::{
-        InvokeRequest, InvokeResponse, ListOperationsRequest, ListOperationsResponse,
-        OutputBindingInitRequest, OutputBindingInitResponse, PingRequest, PingResponse,
-        ReadRequest,
-        output_binding_server::{OutputBinding, OutputBindingServer},
-    },
+    dapr::proto::{InvokeRequest, ReadRequest},
     emulator,
     transport::tcp::host::ClientHost,
 };
@@ -553,63 +551,9 @@ impl Drop for DaemonProc {
 // The gRPC hop: a do-nothing OutputBinding server
 // ------------------------------------------------------------------------------------------
 
-/// Hidden first argument: this example re-executed as the do-nothing server.
-const NOOP_FLAG: &str = "--serve-noop-output-binding";
-
-/// An OutputBinding whose every call answers at once: what one Invoke costs over the Unix
-/// socket with nothing behind it (tonic, h2, the kernel, two processes' wakeups). The daemon's
-/// row minus the raw producer's minus this one is what the daemon itself adds.
-struct NoopOutput;
-
-#[tonic::async_trait]
-impl OutputBinding for NoopOutput {
-    async fn init(
-        &self,
-        _: tonic::Request<OutputBindingInitRequest>,
-    ) -> Result<tonic::Response<OutputBindingInitResponse>, tonic::Status> {
-        Ok(tonic::Response::new(OutputBindingInitResponse {}))
-    }
-    async fn invoke(
-        &self,
-        _: tonic::Request<InvokeRequest>,
-    ) -> Result<tonic::Response<InvokeResponse>, tonic::Status> {
-        Ok(tonic::Response::new(InvokeResponse::default()))
-    }
-    async fn list_operations(
-        &self,
-        _: tonic::Request<ListOperationsRequest>,
-    ) -> Result<tonic::Response<ListOperationsResponse>, tonic::Status> {
-        Ok(tonic::Response::new(ListOperationsResponse::default()))
-    }
-    async fn ping(
-        &self,
-        _: tonic::Request<PingRequest>,
-    ) -> Result<tonic::Response<PingResponse>, tonic::Status> {
-        Ok(tonic::Response::new(PingResponse {}))
-    }
-}
-
-/// Serves [`NoopOutput`] on `socket` with one worker thread (the daemon's default) until killed.
-fn serve_noop(socket: Option<PathBuf>) -> std::process::ExitCode {
-    let Some(socket) = socket else {
-        eprintln!("usage: bench {NOOP_FLAG} SOCKET");
-        return std::process::ExitCode::FAILURE;
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
-        let listener = tokio::net::UnixListener::bind(&socket).expect("bind the noop socket");
-        tonic::transport::Server::builder()
-            .add_service(OutputBindingServer::new(NoopOutput))
-            .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
-            .await
-            .expect("noop server");
-    });
-    std::process::ExitCode::SUCCESS
-}
+// The server itself is examples/support/noop_binding.rs (shared with bench-dapr, where daprd
+// discovers it as `bindings.noop-pluggable`). The daemon's row minus the raw producer's minus
+// this one is what the daemon itself adds.
 
 /// The do-nothing server as a child process (killed on drop).
 struct NoopProc {
@@ -622,7 +566,7 @@ struct NoopProc {
 impl NoopProc {
     async fn spawn() -> Result<NoopProc, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let socket = dir.path().join("noop.sock");
+        let socket = dir.path().join(format!("{NOOP_SOCKET_NAME}.sock"));
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = Command::new(exe)
             .arg(NOOP_FLAG)
@@ -1561,7 +1505,7 @@ async fn startup_phase(bin: &Path, log: &Path, plan: &Plan) -> Value {
 fn main() -> std::process::ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some(NOOP_FLAG) {
-        return serve_noop(argv.get(2).map(PathBuf::from));
+        return noop_binding::serve_main(argv.get(2).map(PathBuf::from));
     }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

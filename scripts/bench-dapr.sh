@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark through the real daprd: Dapr's Go bindings.rocketmq vs ours
 # (bindings.rocketmq-pluggable), same daprd build (scripts/daprd-local.sh), same broker, same run.
+# Output rows have a third side, noop: a do-nothing pluggable OutputBinding
+# (bindings.noop-pluggable: examples/support/noop_binding.rs, the example re-executed on
+# noop-pluggable.sock in that daprd's socket folder; Invoke answers at once, no broker), with
+# the same load, concurrencies and per-process CPU/RSS accounting. Under each output row the
+# tables print daprd's pluggable overhead = daprd CPU(noop) - daprd CPU(Go) and ours - noop
+# (latency, throughput, CPU): what daprd's pluggable path costs by itself and what our
+# component adds to it.
 #
 # Usage:
 #   scripts/bench-dapr.sh [--smoke] [bench-dapr flags...]
@@ -11,14 +18,15 @@
 #              tables on stdout (also target/bench/bench-dapr.txt), every row in
 #              target/bench/bench-dapr.json
 #   --smoke    debug build, one round with tiny counts (what scripts/test.sh runs); exits 1 if
-#              any create failed or any message was not delivered exactly once
+#              any create failed (the noop's included) or any message was not delivered
+#              exactly once
 #   other flags go to the example (`cargo run --example bench-dapr -- --help`), e.g.
 #              --rounds 1, --concurrency 16, --only output, --messages 5000, --backlog 5000
 #
 # It starts its own Java 5.3.3 pair on 127.0.0.1 (scripts/rocketmq-local.sh, pair "bdapr": name
 # server 61876, broker 62911, +62909, HA 62912), builds daprd if missing, runs the example under
 # `timeout`, and stops everything it started, also on failure or Ctrl-C: the pair (only if this
-# script started it) and any daprd / daemon the example left (their pids are in
+# script started it) and any daprd / daemon / noop server the example left (their pids are in
 # target/bench/dapr/pids; the example also kills them itself and they die with it).
 set -euo pipefail
 

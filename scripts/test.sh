@@ -56,4 +56,4 @@ scripts/demo.sh --dapr
 
 echo "== benchmark smoke (scripts/bench.sh --smoke: seconds-long, keeps the benchmark working)"
 scripts/bench.sh --smoke
-echo "== side-by-side smoke through daprd (scripts/bench-dapr.sh --smoke: Go bindings.rocketmq vs ours; fails on any lost message or failed create)" && scripts/bench-dapr.sh --smoke
+echo "== side-by-side smoke through daprd (scripts/bench-dapr.sh --smoke: Go bindings.rocketmq vs ours vs a do-nothing pluggable binding; fails on any lost message or failed create)" && scripts/bench-dapr.sh --smoke
