@@ -11,7 +11,8 @@
 # Builds the binaries, starts the broker side and the daemon on a socket in a temp folder, then
 # uses `rocketmq-binding client` (a daprd-like client) to Init a Component, send three messages
 # with metadata and read them back, acking every second delivery with an error to show redelivery.
-# Everything it starts is stopped on exit.
+# Everything it starts is stopped on exit; with --tcp, a default pair that was already running is
+# used and left running (only a pair this run started is stopped, by name).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -28,7 +29,9 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [[ "$mode" == tcp && "${started_rmq:-0}" == 1 ]]; then scripts/rocketmq-local.sh stop >/dev/null 2>&1 || true; fi
+  # Only the pair this run started: a default pair that was already running (CI's, another
+  # developer's) is left running, and other pairs are never touched.
+  if [[ "$mode" == tcp && "${started_rmq:-0}" == 1 ]]; then scripts/rocketmq-local.sh stop --name default >/dev/null 2>&1 || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -137,8 +140,12 @@ if [[ "$mode" == http ]]; then
 else
   say "starting the local RocketMQ name server and broker"
   scripts/rocketmq-local.sh install
-  scripts/rocketmq-local.sh start
-  started_rmq=1
+  if scripts/rocketmq-local.sh running default; then
+    echo "(the default pair is already running: using it, and leaving it running)"
+  else
+    started_rmq=1
+    scripts/rocketmq-local.sh start
+  fi
   eval "$(scripts/rocketmq-local.sh env)"
   connection=$(printf '    - {name: accessProto, value: tcp}\n    - {name: nameServer, value: "%s"}\n    - {name: fromWhere, value: ConsumeFromFirstOffset}' "$ROCKETMQ_NAMESRV")
 fi

@@ -27,7 +27,7 @@ die() { log "error: $*"; exit 1; }
 
 install() {
   [[ -f "$LIB/.complete" ]] && return 0
-  command -v java >/dev/null || die "java not found (Java 17; apt-get install openjdk-17-jre-headless)"
+  command -v javac >/dev/null || die "javac not found (Java 17 JDK: the peer is compiled; apt-get install openjdk-17-jdk-headless)"
   command -v mvn >/dev/null || die "mvn not found (fetches the client from Maven Central; apt-get install maven)"
   local tmp="$LIB.tmp.$$"
   log "fetching rocketmq-client $VERSION jars into $LIB (Maven profile client-$VERSION)"

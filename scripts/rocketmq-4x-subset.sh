@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The TCP compatibility subset against Apache RocketMQ 4.9.7 (the newest 4.x servers on Maven
 # Central): round trip with tags/keys/properties, tag filters, ordering, delay levels, retry →
-# DLQ, ACL 1.0 and instanceId namespaces, through tests/tcp_transport.rs. Starts its own plain
+# DLQ, ACL 1.0, instanceId namespaces and the local broker limits (4.x refuses properties over
+# Short.MAX_VALUE like 5.x; a 4.x broker has no timers and delivers a past rocketmq-deliver-at
+# at once, as 5.x does), through tests/tcp_transport.rs. Starts its own plain
 # and authenticating 4.x pairs on 127.0.0.1 (own state dir and ports, so it runs beside the 5.x
 # pairs of scripts/test.sh) and stops them on exit.
 #
@@ -23,4 +25,5 @@ cargo test --locked --test tcp_transport "$@" -- \
   round_trip_1000_messages_intact tag_filtering_with_spaced_or_lists \
   sharding_keys_keep_order_with_consume_orderly delay_level_and_deliver_after_are_honoured \
   every_third_nacked_is_redelivered_once_then_never_again exhausted_retries_land_in_the_dlq \
-  acl_right_keys_work_wrong_secret_is_a_clear_error instance_ids_with_the_same_topic_never_cross
+  acl_right_keys_work_wrong_secret_is_a_clear_error instance_ids_with_the_same_topic_never_cross \
+  broker_limits_are_checked_locally_with_the_brokers_numbers

@@ -17,6 +17,8 @@
 #                                                     --no-auto-create: autoCreateTopicEnable = false
 #   scripts/rocketmq-local.sh stop [--name N]         stop one pair or cluster (default: every pair and cluster)
 #   scripts/rocketmq-local.sh status                  show pairs, servers, pids, addresses
+#   scripts/rocketmq-local.sh running [N]             exit 0 when pair N (default "default") runs with the chosen
+#                                                     server, i.e. when `start` would leave it alone
 #   scripts/rocketmq-local.sh broker-stop N [--kill]  stop (SIGTERM, or SIGKILL) only the broker of pair N
 #   scripts/rocketmq-local.sh broker-start N          start the broker of pair N again, keeping its store
 #   scripts/rocketmq-local.sh env                     print the env file (ROCKETMQ_NAMESRV=…, ROCKETMQ_ACL_NAMESRV=…,
@@ -142,7 +144,7 @@ build_shim() {
 }
 
 install_java() {
-  command -v java >/dev/null || die "java not found (Java 17 runs the RocketMQ servers; apt-get install openjdk-17-jre-headless)"
+  command -v java >/dev/null || die "java not found (Java 17 runs the RocketMQ servers; apt-get install openjdk-17-jdk-headless: the Java interop tests also compile with javac)"
   command -v mvn >/dev/null || die "mvn not found (fetches the servers from Maven Central; apt-get install maven)"
   command -v cc >/dev/null || die "cc not found (builds the loopback bind shim)"
   build_shim
@@ -872,6 +874,11 @@ cmd_route() {
   echo "$got"
 }
 
+cmd_running() { # [N]
+  local name=${1:-default}
+  pair_running "$name" && (load_pair "$name"; [[ "$PAIR_SERVER-$PAIR_VERSION" == "$RMQ_SERVER-$RMQ_VERSION" ]])
+}
+
 main() {
   local cmd=${1:-}
   [[ $# -gt 0 ]] && shift
@@ -881,6 +888,7 @@ main() {
   start-acl) cmd_start --acl "$@" ;;
   stop) cmd_stop "$@" ;;
   status) cmd_status ;;
+  running) cmd_running "$@" ;;
   broker-stop) cmd_broker_stop "$@" ;;
   broker-start) cmd_broker_start "$@" ;;
   broker-pause) cmd_broker_signal STOP "$@" ;;

@@ -9,7 +9,8 @@
 # 3. lints and validates the deploy/ manifests (yamllint, kubernetes-validate in .tools/);
 # 4. runs `cargo test` (unit, integration and doc tests) with the servers' addresses exported,
 #    and for its duration a two-broker cluster (name server 31876, broker-a 32911, broker-b 33911:
-#    tests/tcp_cluster.rs SIGKILLs and SIGSTOPs its brokers);
+#    tests/tcp_cluster.rs SIGKILLs and SIGSTOPs its brokers), then `scripts/demo.sh --tcp` on the
+#    running default pair (left running);
 # 5. runs the end-to-end suite under the real daprd (scripts/dapr-e2e.sh: builds daprd from Go
 #    modules once per version, ~5 min cold, and installs the Dapr Python SDK into .tools/);
 # 6. runs the benchmark in smoke mode (seconds; numbers are not judged);
@@ -44,6 +45,9 @@ set +a
 cargo test --locked "$@"
 scripts/rocketmq-local.sh stop --name cluster
 unset ROCKETMQ_CLUSTER_NAMESRV ROCKETMQ_CLUSTER_NAME ROCKETMQ_CLUSTER_BROKERS
+
+echo "== demo against the Java broker (scripts/demo.sh --tcp: uses the running default pair, leaves it running)"
+scripts/demo.sh --tcp
 
 echo "== Apache RocketMQ 4.9.7 compatibility subset (tcp_transport against the 4.x Java servers)"
 scripts/rocketmq-4x-subset.sh

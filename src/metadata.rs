@@ -736,7 +736,22 @@ impl Settings {
             None => None,
         };
         let topics = match p.get("topics") {
-            Some(v) => parse_topics(v)?,
+            Some(v) => {
+                let topics = parse_topics(v)?;
+                // An output sends to its `topics` by default: the same rule as a request's
+                // `rocketmq-topic`. An input may still read them (e.g. a dead-letter queue).
+                let reserved = topics
+                    .iter()
+                    .find_map(|s| reserved_topic(&s.topic).map(|why| (&s.topic, why)));
+                if let (Role::Output, Some((t, why))) = (role, reserved) {
+                    return Err(invalid(
+                        "topics",
+                        v,
+                        format!("topics an output may send to ({t:?} is {why})"),
+                    ));
+                }
+                topics
+            }
             None if role == Role::Input => {
                 return Err(MetadataError::Missing {
                     key: "topics",
@@ -1075,6 +1090,19 @@ mod reserved_topic_tests {
         );
         for t in ["orders", "MQ_INST_x%orders", "a|b", "RETRY"] {
             assert_eq!(check_send_topic(t), Ok(()), "{t}");
+        }
+        // Init: an output's `topics` follow the same rule; an input may read them (a DLQ).
+        for t in ["%DLQ%x", "%RETRY%g", "TBW102"] {
+            let m: HashMap<String, String> = [("nameServer", "127.0.0.1:9876"), ("topics", t)]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let e = Settings::decode(&m, Role::Output).unwrap_err().to_string();
+            assert!(
+                e.contains("`topics`") && e.contains("output may send"),
+                "{t}: {e}"
+            );
+            assert!(Settings::decode(&m, Role::Input).is_ok(), "{t}");
         }
         assert!(
             check_send_topic("has space")

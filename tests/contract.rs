@@ -161,3 +161,64 @@ async fn both_transports_give_the_app_the_same_delivery() {
         }
     }
 }
+
+/// Issue 13, item 5: a request may not write into a consumer group's retry or dead-letter
+/// queue or a broker system topic, and an output may not be configured to: the same
+/// INVALID_ARGUMENT through the daemon's Invoke and Init on both transports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reserved_topics_are_refused_on_both_transports() {
+    let emu = emulator::spawn(Config::new("127.0.0.1:0".parse().unwrap(), AK, SK))
+        .await
+        .unwrap();
+    let d = TestDaemon::start(Arc::new(DefaultConnector)).await;
+    let daprd = d.daprd().await;
+    let topic = rocketmq::unique("contract_rsv");
+    let components = [
+        ("tcp", tcp_component(&topic)),
+        ("http", http_component(&emu.endpoint(), &topic)),
+    ];
+    for (name, p) in &components {
+        daprd.init_output(name, p.clone()).await.unwrap();
+    }
+    for reserved in ["%DLQ%x", "%RETRY%g", "TBW102"] {
+        for (name, p) in &components {
+            let e = daprd
+                .invoke(name, "create", b"x", &[("rocketmq-topic", reserved)])
+                .await
+                .unwrap_err();
+            assert_eq!(
+                e.code(),
+                tonic::Code::InvalidArgument,
+                "{name} {reserved}: {e}"
+            );
+            assert!(
+                e.message().contains("rocketmq-topic") && e.message().contains(reserved),
+                "{name} {reserved}: {}",
+                e.message()
+            );
+            let mut configured = p.clone();
+            configured.insert("topics".into(), reserved.into());
+            let e = daprd
+                .init_output(&format!("{name}-rsv"), configured)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                e.code(),
+                tonic::Code::InvalidArgument,
+                "{name} {reserved}: {e}"
+            );
+            assert!(
+                e.message().contains("`topics`") && e.message().contains(reserved),
+                "{name} {reserved}: {}",
+                e.message()
+            );
+        }
+    }
+    // Ordinary sends on the same outputs still work.
+    for (name, _) in &components {
+        daprd
+            .invoke(name, "create", b"ok", &[("rocketmq-topic", &topic)])
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}

@@ -560,3 +560,86 @@ async fn idle_input_closes_its_consumer_and_the_next_read_restarts_it() {
         .count();
     assert_eq!(opens, 2, "one consumer per activity period");
 }
+
+/// Issue 13 limits: an InvokeRequest up to `MAX_DECODING_MESSAGE_SIZE` (16 MiB) is accepted
+/// (tonic's default would refuse above 4 MiB); one above it gets an error naming the limit,
+/// and the daemon keeps serving the same connection and new ones.
+#[tokio::test(flavor = "multi_thread")]
+async fn invoke_over_16_mib_is_refused_clearly_and_the_daemon_keeps_serving() {
+    use rocketmq_binding::daemon::MAX_DECODING_MESSAGE_SIZE;
+    let (broker, d, c) = setup().await;
+    c.init_output("o", tcp_props("h:1", "t")).await.unwrap();
+    let five_mib = vec![7u8; 5 * 1024 * 1024];
+    c.invoke("o", "create", &five_mib, &[]).await.unwrap();
+    let over = vec![7u8; MAX_DECODING_MESSAGE_SIZE + 1];
+    let e = c.invoke("o", "create", &over, &[]).await.unwrap_err();
+    println!("over 16 MiB: {:?} {}", e.code(), e.message());
+    assert!(
+        matches!(e.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{e:?}"
+    );
+    assert!(
+        e.message().contains(&MAX_DECODING_MESSAGE_SIZE.to_string()),
+        "the error names the limit: {}",
+        e.message()
+    );
+    assert_eq!(
+        broker.state().sends.len(),
+        1,
+        "the oversized request was not sent"
+    );
+    c.invoke("o", "create", b"after", &[]).await.unwrap();
+    let fresh = d.daprd().await;
+    fresh.invoke("o", "create", b"fresh", &[]).await.unwrap();
+    assert_eq!(broker.state().sends.len(), 3);
+}
+
+/// A delivery larger than daprd's gRPC client accepts (4 MiB, less 64 KiB for metadata) is
+/// released for redelivery / the DLQ, never sent; one at the limit is delivered intact, and
+/// the stream goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn deliveries_over_the_read_limit_are_released_not_sent() {
+    use rocketmq_binding::dapr::input::MAX_READ_RESPONSE;
+    let (broker, _d, c) = setup().await;
+    c.init_both("a", tcp_props("h:1", "t")).await;
+    let at_limit = vec![b'a'; MAX_READ_RESPONSE];
+    let over = vec![b'b'; MAX_READ_RESPONSE + 1];
+    c.invoke("a", "create", &over, &[]).await.unwrap();
+    c.invoke("a", "create", &at_limit, &[]).await.unwrap();
+    c.invoke("a", "create", b"small", &[]).await.unwrap();
+    let mut r = c.read("a").await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let m = r
+            .next_within(Duration::from_secs(10))
+            .await
+            .expect("the stream keeps delivering");
+        assert!(
+            m.data.len() <= MAX_READ_RESPONSE,
+            "a {} byte delivery was sent",
+            m.data.len()
+        );
+        r.ack(&m.message_id).await;
+        got.push(m.data);
+    }
+    assert!(
+        got.contains(&at_limit.into()),
+        "the one at the limit arrived intact"
+    );
+    assert!(got.iter().any(|b| &b[..] == b"small"));
+    wait_for(|| {
+        broker
+            .state()
+            .released
+            .iter()
+            .any(|(m, why)| m.body.len() == MAX_READ_RESPONSE + 1 && why.contains("too large"))
+    })
+    .await;
+    assert!(
+        broker
+            .state()
+            .confirmed
+            .iter()
+            .all(|m| m.body.len() <= MAX_READ_RESPONSE)
+    );
+}

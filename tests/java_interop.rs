@@ -299,6 +299,26 @@ async fn java_producer_to_daemon_read_stream() {
     let events = java.finish(Duration::from_secs(120)).await;
     let sent = of_kind(&events, "sent");
     assert_eq!(sent.len(), 5, "{events:?}");
+    // The Java producer compresses a body of at least `compressMsgBodyOverHowmuch` bytes
+    // (zlib, sysFlag COMPRESSED): 4096 is its default, and the sizes lie on both sides of it,
+    // so compressed and plain bodies both reach the daemon.
+    let ready = of_kind(&events, "ready");
+    let compress_over = ready
+        .first()
+        .and_then(|e| e["compressOver"].as_u64())
+        .unwrap_or_else(|| panic!("no compressOver in {ready:?}"));
+    assert_eq!(
+        compress_over, 4096,
+        "the Java producer's compression threshold"
+    );
+    let lens: Vec<u64> = sent.iter().map(|e| e["len"].as_u64().unwrap()).collect();
+    assert!(
+        lens.iter().filter(|l| **l < compress_over).count() >= 2
+            && lens.iter().filter(|l| **l >= compress_over).count() >= 3
+            && lens.contains(&(compress_over - 1))
+            && lens.contains(&compress_over),
+        "body sizes {lens:?} straddle {compress_over}"
+    );
     let by_id: HashMap<&str, &Value> = sent.iter().map(|e| (s(&e["msgId"]), *e)).collect();
 
     daprd

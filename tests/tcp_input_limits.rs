@@ -165,51 +165,62 @@ async fn never_acking_components_do_not_delay_another() {
     assert!(worst < Duration::from_secs(1), "worst delivery {worst:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_backlog_of_large_messages_does_not_fill_memory() {
-    let ns = namesrv();
-    let n = 200;
-    let body = MIB;
-    let max_in_flight = 4;
+/// A backlog of `n` × 1 MiB messages on a fresh topic, sent by another daemon (in this
+/// process), so that only the input side counts in the measured daemon's memory.
+async fn large_backlog(ns: &str, n: usize, body: usize) -> String {
     let topic = unique("big");
-    // The backlog is sent by another daemon (in this process), so that only the input side
-    // counts in the measured daemon's memory.
-    {
-        let sender = TestDaemon::start(Arc::new(DefaultConnector)).await;
-        let daprd = sender.daprd().await;
-        daprd
-            .init_output("out", props(&[("nameServer", &ns), ("sendTimeout", "10s")]))
-            .await
-            .unwrap();
-        send_n(
-            &daprd,
-            "out",
-            n,
-            |i| {
-                let mut b = vec![(i % 251) as u8; body];
-                b[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                b
-            },
-            &[("rocketmq-topic", &topic)],
-        )
-        .await;
-        sender.shutdown().await;
-    }
+    let sender = TestDaemon::start(Arc::new(DefaultConnector)).await;
+    let daprd = sender.daprd().await;
+    daprd
+        .init_output("out", props(&[("nameServer", ns), ("sendTimeout", "10s")]))
+        .await
+        .unwrap();
+    send_n(
+        &daprd,
+        "out",
+        n,
+        |i| {
+            let mut b = vec![(i % 251) as u8; body];
+            b[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            b
+        },
+        &[("rocketmq-topic", &topic)],
+    )
+    .await;
+    sender.shutdown().await;
+    topic
+}
+
+/// What the measured daemon did with the backlog.
+struct Drained {
+    seen: usize,
+    queues: usize,
+    took: Duration,
+    idle_rss: usize,
+    peak_rss: usize,
+    hwm: usize,
+}
+
+/// Reads the backlog with a slow app (5 ms per message) through the daemon binary.
+async fn drain_backlog(
+    ns: &str,
+    topic: &str,
+    n: usize,
+    body: usize,
+    extra: &[(&str, &str)],
+) -> Drained {
     let dir = tempfile::tempdir().unwrap();
     let bin = Bin::start(dir.path());
     let daprd = bin.daprd().await;
-    let limit = max_in_flight.to_string();
     daprd
-        .init_input(
-            "in",
-            input_props(&ns, &topic, &unique("g"), &[("maxInFlight", &limit)]),
-        )
+        .init_input("in", input_props(ns, topic, &unique("g"), extra))
         .await
         .unwrap();
     let idle_rss = bin.status_bytes("VmRSS:");
     let mut rs = daprd.read("in").await.unwrap();
     let t = Instant::now();
     let mut seen = std::collections::HashSet::new();
+    let mut queues = std::collections::HashSet::new();
     let mut peak_rss = 0;
     while seen.len() < n && t.elapsed() < Duration::from_secs(180) {
         let Some(m) = rs.next_within(Duration::from_secs(60)).await else {
@@ -217,22 +228,80 @@ async fn a_backlog_of_large_messages_does_not_fill_memory() {
         };
         assert_eq!(m.data.len(), body);
         seen.insert(u64::from_le_bytes(m.data[..8].try_into().unwrap()));
+        queues.insert(m.metadata["rocketmq-queue-id"].clone());
         // A slow app: the backlog waits in the broker, not in the daemon.
         tokio::time::sleep(Duration::from_millis(5)).await;
         rs.ack(&m.message_id).await;
         peak_rss = peak_rss.max(bin.status_bytes("VmRSS:"));
     }
-    let hwm = bin.status_bytes("VmHWM:");
-    let bound = 100 * 1000 * 1000 + max_in_flight * body;
+    Drained {
+        seen: seen.len(),
+        queues: queues.len(),
+        took: t.elapsed(),
+        idle_rss,
+        peak_rss,
+        hwm: bin.status_bytes("VmHWM:"),
+    }
+}
+
+fn report_memory(what: &str, n: usize, d: &Drained, bound: usize) {
     println!(
-        "SCENARIO memory: {n} × 1 MiB backlog, maxInFlight {max_in_flight}: delivered {} in {:.1}s; daemon RSS idle {:.1} MB, peak sampled {:.1} MB, VmHWM {:.1} MB (bound {:.1} MB)",
-        seen.len(),
-        t.elapsed().as_secs_f64(),
-        idle_rss as f64 / 1e6,
-        peak_rss as f64 / 1e6,
-        hwm as f64 / 1e6,
+        "SCENARIO memory ({what}): {n} × 1 MiB backlog: delivered {} from {} queues in {:.1}s; daemon RSS idle {:.1} MB, peak sampled {:.1} MB, VmHWM {:.1} MB (bound {:.1} MB)",
+        d.seen,
+        d.queues,
+        d.took.as_secs_f64(),
+        d.idle_rss as f64 / 1e6,
+        d.peak_rss as f64 / 1e6,
+        d.hwm as f64 / 1e6,
         bound as f64 / 1e6
     );
-    assert_eq!(seen.len(), n, "every message delivered");
-    assert!(hwm <= bound, "daemon VmHWM {hwm} B above {bound} B");
+}
+
+/// The concurrent (pull) input: memory follows `maxInFlight` and the fitted pull batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backlog_of_large_messages_does_not_fill_memory() {
+    let ns = namesrv();
+    let (n, body, max_in_flight) = (200, MIB, 4);
+    let topic = large_backlog(&ns, n, body).await;
+    let limit = max_in_flight.to_string();
+    let d = drain_backlog(&ns, &topic, n, body, &[("maxInFlight", &limit)]).await;
+    let bound = 100 * 1000 * 1000 + max_in_flight * body;
+    report_memory(&format!("pull, maxInFlight {max_in_flight}"), n, &d, bound);
+    assert_eq!(d.seen, n, "every message delivered");
+    assert!(d.hwm <= bound, "daemon VmHWM {} B above {bound} B", d.hwm);
+}
+
+/// The orderly (push) input holds one message per queue at a time (the listener waits for its
+/// ack), so `maxInFlight` does not bound it: the crate's cache does, per queue at most
+/// `pullThresholdSizeForQueue` MiB (counted in whole MiB, so up to one MiB more) plus one
+/// pull of `consumerBatchSize` messages whatever they weigh, and the one message handed to
+/// the app is a second copy of its body. The bound is exactly that, for the queues seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backlog_of_large_messages_does_not_fill_memory_orderly() {
+    let ns = namesrv();
+    let (n, body) = (200, MIB);
+    let (threshold_mib, batch) = (2, 2);
+    let topic = large_backlog(&ns, n, body).await;
+    let d = drain_backlog(
+        &ns,
+        &topic,
+        n,
+        body,
+        &[
+            ("consumeOrderly", "true"),
+            ("pullThresholdSizeForQueue", &threshold_mib.to_string()),
+            ("consumerBatchSize", &batch.to_string()),
+        ],
+    )
+    .await;
+    let per_queue = (threshold_mib + 1) * MIB + batch * body + body;
+    let bound = 100 * 1000 * 1000 + d.queues.max(1) * per_queue;
+    report_memory(
+        &format!("orderly, pullThresholdSizeForQueue {threshold_mib}, consumerBatchSize {batch}"),
+        n,
+        &d,
+        bound,
+    );
+    assert_eq!(d.seen, n, "every message delivered");
+    assert!(d.hwm <= bound, "daemon VmHWM {} B above {bound} B", d.hwm);
 }

@@ -1095,3 +1095,141 @@ async fn unreachable_name_server_fails_init_quickly_and_bad_metadata_is_invalid(
         assert_eq!(e.code(), Code::InvalidArgument, "{md:?}: {e:?}");
     }
 }
+
+/// Issue 13, item 6, against the real broker: the local limits use the broker's numbers.
+/// Properties of exactly the local maximum are sent and delivered intact, one byte more is
+/// INVALID_ARGUMENT naming the limit (never the broker's opaque code 13), and a
+/// `rocketmq-deliver-at` in the past is delivered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_limits_are_checked_locally_with_the_brokers_numbers() {
+    use rocketmq_binding::transport::limits::{MAX_PROPERTIES_BYTES, PROPERTIES_KEY};
+    let (_d, daprd) = daemon().await;
+    let topic = unique("lim");
+    let group = unique("g");
+    daprd.init_output("out", output_props(&[])).await.unwrap();
+    let to = [("rocketmq-topic", topic.as_str())];
+    daprd
+        .invoke("out", "create", b"warm-up", &to)
+        .await
+        .unwrap();
+    daprd
+        .init_input("in", input_props(&topic, &group, &[]))
+        .await
+        .unwrap();
+    let mut rs = daprd.read("in").await.unwrap();
+    let m = rs
+        .next_within(Duration::from_secs(60))
+        .await
+        .expect("warm-up");
+    rs.ack(&m.message_id).await;
+
+    // What the client adds to the properties itself (the WAIT flag, …) is learnt from the
+    // error for a value far over the limit: "… take N bytes encoded …".
+    let probe = "p".repeat(40_000);
+    let e = daprd
+        .invoke(
+            "out",
+            "create",
+            b"x",
+            &[
+                ("rocketmq-topic", &topic),
+                ("rocketmq-property-big", &probe),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let taken: usize = e
+        .message()
+        .split("take ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no size in {:?}", e.message()));
+    let max_value = MAX_PROPERTIES_BYTES - (taken - probe.len());
+
+    let at_limit = "v".repeat(max_value);
+    let r = daprd
+        .invoke(
+            "out",
+            "create",
+            b"at-limit",
+            &[
+                ("rocketmq-topic", &topic),
+                ("rocketmq-property-big", &at_limit),
+            ],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("properties of exactly {MAX_PROPERTIES_BYTES} bytes: {e:?}"));
+    assert_eq!(r.metadata["rocketmq-send-status"], "SEND_OK");
+    let one_more = "v".repeat(max_value + 1);
+    let e = daprd
+        .invoke(
+            "out",
+            "create",
+            b"over",
+            &[
+                ("rocketmq-topic", &topic),
+                ("rocketmq-property-big", &one_more),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message().contains(PROPERTIES_KEY)
+            && e.message()
+                .contains(&format!("take {} bytes", MAX_PROPERTIES_BYTES + 1))
+            && e.message()
+                .contains(&format!("at most {MAX_PROPERTIES_BYTES}")),
+        "{}",
+        e.message()
+    );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let past = (now_ms - 60_000).to_string();
+    let t0 = Instant::now();
+    daprd
+        .invoke(
+            "out",
+            "create",
+            b"past",
+            &[("rocketmq-topic", &topic), ("rocketmq-deliver-at", &past)],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("a deliver-at in the past: {e:?}"));
+
+    let mut got = HashMap::new();
+    while got.len() < 2 {
+        let m = rs
+            .next_within(Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|| panic!("only {:?} delivered", got.keys().collect::<Vec<_>>()));
+        rs.ack(&m.message_id).await;
+        got.insert(
+            String::from_utf8_lossy(&m.data).to_string(),
+            (m, t0.elapsed()),
+        );
+    }
+    let (m, _) = &got["at-limit"];
+    assert_eq!(
+        m.metadata.get("rocketmq-property-big").map(String::len),
+        Some(max_value),
+        "the property at the limit arrived intact"
+    );
+    assert!(
+        m.metadata["rocketmq-property-big"]
+            .bytes()
+            .all(|b| b == b'v')
+    );
+    let (_, after) = got["past"];
+    println!(
+        "SCENARIO broker-limits ({}): properties of {MAX_PROPERTIES_BYTES} bytes (value {max_value}) sent and delivered, one more refused locally; deliver-at 60 s in the past delivered after {:.2}s",
+        server(),
+        after.as_secs_f64()
+    );
+    assert!(after < Duration::from_secs(10), "{after:?}");
+    assert!(rs.next_within(Duration::from_secs(2)).await.is_none());
+}
