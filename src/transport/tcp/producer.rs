@@ -111,7 +111,7 @@ impl Transport for TcpProducer {
             }
             match sent {
                 Ok(r) => {
-                    if let Ok(mut k) = self.known_topics.lock() {
+                    if !known && let Ok(mut k) = self.known_topics.lock() {
                         k.insert(topic.clone());
                     }
                     results.push((topic, r));
