@@ -17,6 +17,10 @@
 //! `create` (daprd refuses operations a binding does not list), Invoke returns an empty
 //! success (no data, no metadata: what Dapr's Go `bindings.rocketmq` returns for a create).
 //! `OutputBinding` has no Features call.
+//!
+//! With `NOOP_RECEIPT=1` in its environment, Invoke instead returns a receipt shaped like the
+//! daemon's tcp receipt (six `rocketmq-*` keys with values of the same lengths): what the
+//! receipt alone costs daprd, which copies it into `Metadata.*` headers or the gRPC reply.
 
 use std::path::{Path, PathBuf};
 
@@ -34,7 +38,29 @@ pub const NOOP_FLAG: &str = "--serve-noop-output-binding";
 pub const NOOP_SOCKET_NAME: &str = "noop-pluggable";
 
 /// An OutputBinding whose every call answers at once.
-pub struct NoopOutput;
+pub struct NoopOutput {
+    /// The receipt every Invoke returns: empty, or daemon-shaped with `NOOP_RECEIPT=1`.
+    receipt: std::collections::HashMap<String, String>,
+}
+
+impl NoopOutput {
+    fn from_env() -> NoopOutput {
+        let mut receipt = std::collections::HashMap::new();
+        if std::env::var("NOOP_RECEIPT").is_ok_and(|v| v == "1") {
+            for (k, v) in [
+                ("rocketmq-message-id", "7F0000011F8B18B4AAC2A1B2C3D40000"),
+                ("rocketmq-topic", "bench_dapr_out_0123456789"),
+                ("rocketmq-queue-id", "3"),
+                ("rocketmq-queue-offset", "123456"),
+                ("rocketmq-broker-name", "broker-bdapr"),
+                ("rocketmq-send-status", "SEND_OK"),
+            ] {
+                receipt.insert(k.to_string(), v.to_string());
+            }
+        }
+        NoopOutput { receipt }
+    }
+}
 
 #[tonic::async_trait]
 impl OutputBinding for NoopOutput {
@@ -48,7 +74,10 @@ impl OutputBinding for NoopOutput {
         &self,
         _: tonic::Request<InvokeRequest>,
     ) -> Result<tonic::Response<InvokeResponse>, tonic::Status> {
-        Ok(tonic::Response::new(InvokeResponse::default()))
+        Ok(tonic::Response::new(InvokeResponse {
+            metadata: self.receipt.clone(),
+            ..Default::default()
+        }))
     }
     async fn list_operations(
         &self,
@@ -81,7 +110,7 @@ async fn serve(socket: &Path) -> Result<(), String> {
     let listener = tokio::net::UnixListener::bind(socket)
         .map_err(|e| format!("bind {}: {e}", socket.display()))?;
     tonic::transport::Server::builder()
-        .add_service(OutputBindingServer::new(NoopOutput))
+        .add_service(OutputBindingServer::new(NoopOutput::from_env()))
         .add_service(reflection_v1alpha)
         .add_service(reflection_v1)
         .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
