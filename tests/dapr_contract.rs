@@ -435,16 +435,17 @@ async fn input_and_output_init_of_one_component_share_daprds_budget() {
         took < Duration::from_millis(4900),
         "both Inits took {took:?}"
     );
-    let st = broker.state();
-    let (_, _, input_at, _) = st.pings.iter().find(|p| p.1 == Role::Input).unwrap();
-    let (_, _, _, output_deadline) = st.pings.iter().find(|p| p.1 == Role::Output).unwrap();
-    assert!(
-        *output_deadline - *input_at <= Duration::from_millis(4500),
-        "output deadline {:?} after the input Init",
-        *output_deadline - *input_at
-    );
+    {
+        let st = broker.state();
+        let (_, _, input_at, _) = st.pings.iter().find(|p| p.1 == Role::Input).unwrap();
+        let (_, _, _, output_deadline) = st.pings.iter().find(|p| p.1 == Role::Output).unwrap();
+        assert!(
+            *output_deadline - *input_at <= Duration::from_millis(4500),
+            "output deadline {:?} after the input Init",
+            *output_deadline - *input_at
+        );
+    }
     // Another Component is not held to it.
-    drop(st);
     c.init_output("other", tcp_props("h:1", "t")).await.unwrap();
     let st = broker.state();
     let (_, _, at, deadline) = st.pings.iter().find(|p| p.0 == "other").unwrap();
