@@ -1873,7 +1873,9 @@ async fn run(args: &Args, env: &Env, rows: &mut Vec<Row>) -> Result<(), String> 
         }
     }
     if let Some(l) = loader {
-        l.host.shutdown().await;
+        l.host
+            .shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
+            .await;
     }
     Ok(())
 }

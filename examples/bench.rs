@@ -640,7 +640,9 @@ impl RawHost {
     }
 
     async fn shutdown(self) {
-        self.0.shutdown().await;
+        self.0
+            .shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
+            .await;
     }
 }
 

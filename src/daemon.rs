@@ -21,10 +21,13 @@
 //!   peer answers the keepalive pings, so only abandoned ones (never sent a preface, stopped
 //!   reading) reach it.
 //!
-//! Shutdown (SIGTERM/SIGINT, or the future passed to [`serve`]): health flips to
-//! NOT_SERVING, Read streams stop pulling and wait up to the drain timeout for in-flight
-//! acks, release the rest and end; then producers and consumers close and the socket file
-//! is removed.
+//! Shutdown (SIGTERM/SIGINT, or the future passed to [`serve`]) runs on the deadlines of
+//! [`budget::Shutdown`]: health flips to NOT_SERVING, Read streams stop pulling and wait up to
+//! the drain timeout for in-flight acks, release the rest and end (within
+//! [`budget::STREAMS_END`]); connections finish (within [`budget::CONNECTIONS_END`], then they
+//! are dropped); every producer and consumer closes at once under one deadline
+//! ([`budget::CLOSE`]); the socket file is removed. The whole takes at most
+//! [`budget::Shutdown::total`] of the drain timeout.
 
 use std::{
     future::Future,
@@ -50,12 +53,13 @@ use tokio::{
     net::{UnixListener, UnixStream},
     sync::mpsc,
 };
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint, Server, server::Connected};
 use tower::service_fn;
 
 use crate::{
     dapr::{
+        budget,
         input::{InputService, Lifecycle},
         instances::{ConnId, DEFAULT_INPUT_IDLE_TIMEOUT, DEFAULT_MAX_INSTANCES, Instances},
         output::OutputService,
@@ -260,7 +264,7 @@ pub struct ServeOptions {
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
-            shutdown_timeout: Duration::from_secs(20),
+            shutdown_timeout: budget::DEFAULT_DRAIN,
             metrics_addr: None,
             input_idle_timeout: DEFAULT_INPUT_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -540,11 +544,7 @@ pub async fn serve(
     let instances = Arc::new(
         Instances::new(connector, opts.input_idle_timeout).with_max_instances(opts.max_instances),
     );
-    let life = Lifecycle {
-        shutdown: CancellationToken::new(),
-        drain_timeout: opts.shutdown_timeout,
-        tracker: TaskTracker::new(),
-    };
+    let life = Lifecycle::new(opts.shutdown_timeout);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -601,7 +601,7 @@ pub async fn serve(
     tokio::select! {
         r = &mut server => {
             let r = r.expect("server task panicked");
-            instances.close_all().await;
+            instances.close_all(budget::close_deadline(Instant::now())).await;
             return r.map_err(DaemonError::from);
         }
         _ = shutdown => {}
@@ -612,7 +612,7 @@ pub async fn serve(
         }
     }
 
-    tracing::info!(timeout = ?opts.shutdown_timeout, "shutting down: draining in-flight deliveries");
+    let began = Instant::now();
     ready.store(false, Ordering::Relaxed);
     health
         .set_not_serving::<InputBindingServer<InputService>>()
@@ -620,31 +620,28 @@ pub async fn serve(
     health
         .set_not_serving::<OutputBindingServer<OutputService>>()
         .await;
-    life.shutdown.cancel();
-    life.tracker.close();
-    if tokio::time::timeout(
-        opts.shutdown_timeout + Duration::from_secs(1),
-        life.tracker.wait(),
-    )
-    .await
-    .is_err()
+    let plan = life.begin_shutdown(began);
+    tracing::info!(
+        timeout = ?opts.shutdown_timeout,
+        at_most = ?budget::Shutdown::total(opts.shutdown_timeout),
+        "shutting down: draining in-flight deliveries"
+    );
+    if tokio::time::timeout_at(plan.streams, life.sessions_ended())
+        .await
+        .is_err()
     {
         tracing::warn!("read streams did not end in time");
     }
     server_stop.cancel();
-    if tokio::time::timeout(Duration::from_secs(3), &mut server)
+    if tokio::time::timeout_at(plan.connections, &mut server)
         .await
         .is_err()
     {
-        tracing::warn!("connections still open after 3 s; closing them");
+        tracing::warn!(grace = ?budget::CONNECTIONS_END, "connections still open; closing them");
         server.abort();
     }
-    if tokio::time::timeout(Duration::from_secs(10), instances.close_all())
-        .await
-        .is_err()
-    {
-        tracing::warn!("closing broker clients took longer than 10 s");
-    }
+    // Each close returns by the deadline (the Dapr layer cuts off one that does not).
+    instances.close_all(plan.close).await;
     drop(socket);
     tracing::info!("shutdown complete");
     outcome

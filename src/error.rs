@@ -28,9 +28,11 @@ pub enum Error {
         operation: String,
         supported: String,
     },
-    /// Init could not reach the broker within its budget.
-    #[error("broker at {address} not reachable within {after:?} during Init")]
-    InitTimeout {
+    /// Init or Ping could not reach the broker within its budget (`dapr::budget`).
+    #[error("broker at {address} not reachable within {after:?} during {call}")]
+    ProbeTimeout {
+        /// `Init` or `Ping`.
+        call: &'static str,
         address: String,
         after: std::time::Duration,
     },
@@ -53,7 +55,7 @@ impl From<Error> for Status {
         let code = match &e {
             Error::Metadata(_) | Error::UnsupportedOperation { .. } => Code::InvalidArgument,
             Error::NotInitialised { .. } => Code::FailedPrecondition,
-            Error::InitTimeout { .. } | Error::ShuttingDown => Code::Unavailable,
+            Error::ProbeTimeout { .. } | Error::ShuttingDown => Code::Unavailable,
             Error::TooManyInstances { .. } => Code::ResourceExhausted,
             Error::Transport(t) => match t {
                 TransportError::Unavailable { .. } => Code::Unavailable,

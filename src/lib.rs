@@ -13,7 +13,7 @@
 //! | [`client`] | `rocketmq-binding client`: a daprd-like client for debugging without Dapr |
 //! | [`telemetry`] | `tracing` subscriber: `RUST_LOG`, text or JSON |
 //! | [`daemon`] | the socket (folder resolution, stale/live checks, mode), the tonic server with reflection and health, signal-driven shutdown |
-//! | [`dapr`] | the Dapr contract: [`dapr::proto`] (generated), [`dapr::instances`] (per-Component instances by `x-component-instance`), [`dapr::input`] (Read stream, out-of-order acks, flow control), [`dapr::output`] (Invoke) |
+//! | [`dapr`] | the Dapr contract: [`dapr::proto`] (generated), [`dapr::instances`] (per-Component instances by `x-component-instance`), [`dapr::input`] (Read stream, out-of-order acks, flow control), [`dapr::output`] (Invoke), [`dapr::budget`] (every time budget of the contract with daprd: Init, Ping, shutdown stages, close; the deadlines passed to `ping` and `close`) |
 //! | [`metadata`] | Init metadata → [`metadata::Settings`] with Dapr's decoding rules; the key table [`metadata::KEYS`] (name, owner, default); common and Dapr-level keys; secrets redacted |
 //! | [`transport`] | the seam: [`transport::Transport`] and [`transport::Connector`]; [`transport::tcp`] and [`transport::http`] implement it, each with a `config` module decoding its own keys (joined in [`metadata::Settings::decode`]); tcp opens a producer (output) or a consumer (input) transport per role |
 //! | [`emulator`] | the Aliyun MQ HTTP emulator behind the `aliyun-mq-emulator` binary |

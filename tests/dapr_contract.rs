@@ -375,25 +375,146 @@ async fn metadata_rejections_are_invalid_argument_naming_the_key() {
 #[tokio::test]
 async fn init_reports_unreachable_broker_within_budget() {
     let (_b, _d, c) = setup().await;
-    let t = std::time::Instant::now();
     let e = c
         .init_output("x", tcp_props("unreachable:9876", "t"))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unavailable);
     assert!(e.message().contains("unreachable:9876"), "{}", e.message());
-    // A broker that never answers: Init still returns within 4 s.
+    // A broker that never answers, and a transport that ignores its deadline: the Dapr
+    // layer cuts the probe off at Init's budget and says so.
+    let t = std::time::Instant::now();
     let e = c
-        .init_input("y", tcp_props("hang:9876", "t"))
+        .init_input("y", tcp_props("stuck:9876", "t"))
         .await
         .unwrap_err();
     let took = t.elapsed();
     assert_eq!(e.code(), Code::Unavailable, "{}", e.message());
-    assert!(e.message().contains("hang:9876"), "{}", e.message());
+    assert!(e.message().contains("stuck:9876"), "{}", e.message());
+    assert!(
+        e.message().contains("within 3.5s during Init"),
+        "{}",
+        e.message()
+    );
+    assert!(took < Duration::from_secs(4), "Init took {took:?}");
+    // A transport that honours its deadline answers with its own error by then.
+    let t = std::time::Instant::now();
+    let e = c
+        .init_input("z", tcp_props("hang:9876", "t"))
+        .await
+        .unwrap_err();
+    let took = t.elapsed();
+    assert_eq!(e.code(), Code::Unavailable, "{}", e.message());
+    assert!(
+        e.message().contains("hang:9876") && e.message().contains("deadline"),
+        "{}",
+        e.message()
+    );
     assert!(took < Duration::from_secs(4), "Init took {took:?}");
     // Failed Init leaves no instance behind.
     let e = c.read("y").await.err().unwrap();
     assert_eq!(e.code(), Code::FailedPrecondition);
+}
+
+/// daprd gives a Component's input Init, output Init and ListOperations one 5 s budget: the
+/// output Init after a slow input Init gets only what is left, so daprd never sees the pair
+/// overrun (each alone fits in 3.5 s; together they would have taken 6 s).
+#[tokio::test]
+async fn input_and_output_init_of_one_component_share_daprds_budget() {
+    let (broker, _d, c) = setup().await;
+    let p = tcp_props("slowping:9876", "t");
+    let t = std::time::Instant::now();
+    c.init_input("slow", p.clone())
+        .await
+        .expect("a 3 s probe fits in one Init");
+    let e = c.init_output("slow", p).await.unwrap_err();
+    let took = t.elapsed();
+    assert_eq!(e.code(), Code::Unavailable, "{}", e.message());
+    assert!(e.message().contains("slowping:9876"), "{}", e.message());
+    assert!(
+        took < Duration::from_millis(4900),
+        "both Inits took {took:?}"
+    );
+    {
+        let st = broker.state();
+        let (_, _, input_at, _) = st.pings.iter().find(|p| p.1 == Role::Input).unwrap();
+        let (_, _, _, output_deadline) = st.pings.iter().find(|p| p.1 == Role::Output).unwrap();
+        assert!(
+            *output_deadline - *input_at <= Duration::from_millis(4500),
+            "output deadline {:?} after the input Init",
+            *output_deadline - *input_at
+        );
+    }
+    // Another Component is not held to it.
+    c.init_output("other", tcp_props("h:1", "t")).await.unwrap();
+    let st = broker.state();
+    let (_, _, at, deadline) = st.pings.iter().find(|p| p.0 == "other").unwrap();
+    let given = *deadline - *at;
+    assert!(
+        given > Duration::from_millis(3400) && given <= Duration::from_millis(3500),
+        "{given:?}"
+    );
+}
+
+/// A transport whose close never returns holds neither a re-Init nor the shutdown: every
+/// close gets a deadline inside the shutdown budget, and the daemon stops by the sum of its
+/// stages (drain + 1 s + 2 s + 5 s), not drain + 14 s as before.
+#[tokio::test]
+async fn shutdown_stays_within_its_budget_when_a_close_hangs() {
+    let broker = MemoryConnector::new();
+    let drain = Duration::from_millis(300);
+    let d = TestDaemon::start_with(Arc::new(broker.clone()), drain).await;
+    let c = d.daprd().await;
+    c.init_both("a", tcp_props("noclose:1", "t")).await;
+    c.init_both("b", tcp_props("noclose:2", "t")).await;
+    let _r = c.read("a").await.unwrap();
+    wait_for(|| broker.state().subscribes.len() == 1).await;
+    let t = tokio::time::Instant::now();
+    d.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(20), d.handle)
+        .await
+        .expect("the daemon stops")
+        .unwrap()
+        .unwrap();
+    let took = t.elapsed();
+    let total = rocketmq_binding::dapr::budget::Shutdown::total(drain);
+    assert!(
+        took < total + Duration::from_millis(500),
+        "shutdown took {took:?}, budget {total:?}"
+    );
+    let st = broker.state();
+    assert_eq!(st.close_deadlines.len(), 4, "{:?}", st.closes);
+    // The daemon's clock starts a moment after `t` (the signal has to reach it).
+    for (name, role, deadline) in &st.close_deadlines {
+        assert!(
+            *deadline <= t + total + Duration::from_millis(200),
+            "{name} {role}: close deadline {:?} after SIGTERM",
+            *deadline - t
+        );
+    }
+}
+
+/// A stream whose re-initialised consumer failed to start waits for the next Init and
+/// follows it (woken by the install, not a poll).
+#[tokio::test]
+async fn an_orphaned_stream_follows_the_next_init() {
+    let (broker, _d, c) = setup().await;
+    c.init_both("x", tcp_props("h:1", "t")).await;
+    let mut r = c.read("x").await.unwrap();
+    wait_for(|| broker.state().subscribes.len() == 1).await;
+    c.init_input("x", tcp_props("nosubscribe:1", "t"))
+        .await
+        .unwrap();
+    wait_for(|| broker.state().closes.len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.init_input("x", tcp_props("h:1", "t")).await.unwrap();
+    wait_for(|| broker.state().subscribes.len() == 2).await;
+    c.invoke("x", "create", b"after", &[]).await.unwrap();
+    let m = r
+        .next_within(Duration::from_secs(2))
+        .await
+        .expect("the stream follows the new instance");
+    assert_eq!(&m.data[..], b"after");
 }
 
 #[tokio::test]

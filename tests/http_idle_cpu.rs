@@ -41,7 +41,7 @@ async fn idle_consumer_uses_no_measurable_cpu() {
     .collect();
     let s = Arc::new(Settings::decode(&kv, Role::Input).unwrap());
     let inp = http::open_http("idle", s, Role::Input).unwrap();
-    inp.ping().await.unwrap();
+    inp.ping(deadline()).await.unwrap();
     let (tx, _rx) = mpsc::channel(8);
     inp.subscribe(tx).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -55,6 +55,11 @@ async fn idle_consumer_uses_no_measurable_cpu() {
     );
     assert!(pct < 1.0, "idle consumer used {pct:.2}% CPU");
     assert_eq!(inp.stats().poll_errors.load(Ordering::Relaxed), 0);
-    inp.close().await;
+    inp.close(deadline()).await;
     emu.shutdown().await;
+}
+
+/// A ping or close deadline as the Dapr layer gives one (its budgets are at most 5 s).
+fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(5)
 }

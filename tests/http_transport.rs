@@ -96,8 +96,8 @@ async fn pair_named(instance: &str, invisibility_ms: u64, extra: &[(&str, &str)]
     let kv = settings(&emu.endpoint(), extra);
     let out = transport_named(instance, &kv, Role::Output);
     let inp = transport_named(instance, &kv, Role::Input);
-    out.ping().await.expect("output ping");
-    inp.ping().await.expect("input ping");
+    out.ping(deadline()).await.expect("output ping");
+    inp.ping(deadline()).await.expect("input ping");
     let (tx, rx) = mpsc::channel(64);
     inp.subscribe(tx).await.expect("subscribe");
     Pair { emu, out, inp, rx }
@@ -151,7 +151,7 @@ async fn publish_consume_ack_with_metadata() {
     assert!(next(&mut p.rx, Duration::from_millis(3000)).await.is_none());
     assert_eq!(p.inp.stats().acked.load(Ordering::Relaxed), 1);
     assert_eq!(p.inp.stats().ack_failures.load(Ordering::Relaxed), 0);
-    p.inp.close().await;
+    p.inp.close(deadline()).await;
     p.emu.shutdown().await;
 }
 
@@ -171,7 +171,7 @@ async fn send_without_topic_goes_to_every_configured_topic() {
     }
     topics.sort();
     assert_eq!(topics, vec!["t1", "t2"]);
-    p.inp.close().await;
+    p.inp.close(deadline()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +200,7 @@ async fn released_message_is_redelivered_then_acked_once() {
     assert!(next(&mut p.rx, Duration::from_millis(2500)).await.is_none());
     assert_eq!(p.inp.stats().released.load(Ordering::Relaxed), 1);
     assert_eq!(p.inp.stats().acked.load(Ordering::Relaxed), 1);
-    p.inp.close().await;
+    p.inp.close(deadline()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,7 +222,7 @@ async fn tag_filter_from_the_topics_entry() {
     }
     got.sort();
     assert_eq!(got, vec!["TagA", "TagC"]);
-    p.inp.close().await;
+    p.inp.close(deadline()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,7 +258,7 @@ async fn non_utf8_and_empty_bodies_round_trip() {
     want.sort();
     got.sort();
     assert_eq!(got, want);
-    p.inp.close().await;
+    p.inp.close(deadline()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,7 +301,7 @@ async fn ordered_consume_keeps_order_across_a_release() {
         d.settle.confirm();
     }
     assert_eq!(seen, vec!["m0", "m1", "m2", "m3", "m4", "m5"]);
-    p.inp.close().await;
+    p.inp.close(deadline()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,7 +315,7 @@ async fn endpoint_down_is_unavailable_naming_the_address() {
     for role in [Role::Output, Role::Input] {
         let t = transport(&kv, role);
         let t0 = Instant::now();
-        match t.ping().await {
+        match t.ping(deadline()).await {
             Err(TransportError::Unavailable { address, .. }) => {
                 assert!(address.contains(&addr.to_string()), "{address}")
             }
@@ -338,7 +338,7 @@ async fn wrong_secret_is_unauthenticated_and_never_printed() {
     let mut kv = settings(&emu.endpoint(), &[("topics", "t")]);
     kv.insert("secretKey".into(), "WRONG-secret-value".into());
     let t = transport(&kv, Role::Output);
-    let e = t.ping().await.unwrap_err();
+    let e = t.ping(deadline()).await.unwrap_err();
     assert!(matches!(e, TransportError::Unauthenticated { .. }), "{e:?}");
     assert!(e.to_string().contains("SignatureDoesNotMatch"), "{e}");
     let e = t.send(msg(b"x", &[])).await.unwrap_err();
@@ -401,7 +401,7 @@ async fn consumer_carries_on_across_an_emulator_restart() {
     assert_eq!(&d.message.data[..], b"after");
     d.settle.confirm();
     assert!(p.inp.stats().poll_errors.load(Ordering::Relaxed) >= 1);
-    p.inp.close().await;
+    p.inp.close(deadline()).await;
     emu2.shutdown().await;
 }
 
@@ -416,7 +416,7 @@ async fn close_is_prompt_and_unsettled_deliveries_come_back() {
     // Long polls are in flight now; close must not wait for them.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let t0 = Instant::now();
-    p.inp.close().await;
+    p.inp.close(deadline()).await;
     assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     drop(d); // never confirmed
     assert_eq!(p.inp.stats().acked.load(Ordering::Relaxed), 0);
@@ -432,9 +432,9 @@ async fn close_is_prompt_and_unsettled_deliveries_come_back() {
     assert_eq!(&d.message.data[..], b"unsettled");
     assert_eq!(d.message.metadata["rocketmq-reconsume-times"], "1");
     d.settle.confirm();
-    inp2.close().await;
+    inp2.close(deadline()).await;
     // Sends after close are refused.
-    p.out.close().await;
+    p.out.close(deadline()).await;
     assert!(matches!(
         p.out.send(msg(b"x", &[("rocketmq-topic", "c")])).await,
         Err(TransportError::Closed)
@@ -483,5 +483,10 @@ async fn late_confirm_of_a_superseded_delivery_is_a_counted_ack_failure() {
         "{text}"
     );
     assert!(next(&mut p.rx, Duration::from_millis(2000)).await.is_none());
-    p.inp.close().await;
+    p.inp.close(deadline()).await;
+}
+
+/// A ping or close deadline as the Dapr layer gives one (its budgets are at most 5 s).
+fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(5)
 }

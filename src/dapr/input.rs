@@ -12,13 +12,15 @@
 //!   re-opens a stream). It ends when daprd cancels it, the connection drops, or the daemon
 //!   shuts down; every delivery still unacknowledged then is released for redelivery.
 //! * If the instance is re-initialised while a stream is open, the stream follows the new
-//!   instance.
+//!   instance. A stream whose instance closed with no working replacement (the new consumer
+//!   failed to start) waits for the next input instance of any name to be installed
+//!   ([`Instances::input_changes`]) and checks again; nothing ticks meanwhile.
 
 use std::{
     collections::HashMap,
     pin::Pin,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -31,7 +33,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{
-    instance_of,
+    budget, instance_of,
     instances::{InputInstance, Instances},
     proto::{
         InputBindingInitRequest, InputBindingInitResponse, PingRequest, PingResponse, ReadRequest,
@@ -54,12 +56,53 @@ static STREAM_IDS: AtomicU64 = AtomicU64::new(1);
 /// Shutdown policy shared by every Read stream.
 #[derive(Clone)]
 pub struct Lifecycle {
-    /// Fired when the daemon starts shutting down: stop pulling, drain acks.
-    pub shutdown: CancellationToken,
-    /// How long to wait for in-flight acks after `shutdown` before releasing them.
-    pub drain_timeout: Duration,
+    shutdown: CancellationToken,
+    /// How long to wait for in-flight acks after shutdown began before releasing them.
+    drain_timeout: Duration,
+    /// The deadlines of the shutdown, once it began.
+    plan: Arc<OnceLock<budget::Shutdown>>,
     /// Tracks Read sessions so shutdown can wait for them.
-    pub tracker: TaskTracker,
+    tracker: TaskTracker,
+}
+
+impl Lifecycle {
+    /// Read streams that drain in-flight acks for `drain_timeout` at shutdown.
+    pub fn new(drain_timeout: Duration) -> Lifecycle {
+        Lifecycle {
+            shutdown: CancellationToken::new(),
+            drain_timeout,
+            plan: Arc::new(OnceLock::new()),
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    /// Starts the shutdown at `now`: Read streams stop pulling and drain until the returned
+    /// plan's `drain` deadline. Later calls return the first plan.
+    pub fn begin_shutdown(&self, now: Instant) -> budget::Shutdown {
+        let plan = *self
+            .plan
+            .get_or_init(|| budget::Shutdown::starting(now, self.drain_timeout));
+        self.shutdown.cancel();
+        self.tracker.close();
+        plan
+    }
+
+    /// Whether the shutdown began.
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Waits for every Read session to end.
+    pub async fn sessions_ended(&self) {
+        self.tracker.wait().await
+    }
+
+    /// The drain deadline (set before the shutdown token fires).
+    fn drain_deadline(&self) -> Instant {
+        self.plan
+            .get()
+            .map_or_else(|| Instant::now() + self.drain_timeout, |p| p.drain)
+    }
 }
 
 /// The InputBinding service.
@@ -99,7 +142,7 @@ impl InputBinding for InputService {
         req: Request<Streaming<ReadRequest>>,
     ) -> Result<Response<Self::ReadStream>, Status> {
         let name = instance_of(&req);
-        if self.life.shutdown.is_cancelled() {
+        if self.life.shutting_down() {
             return Err(Error::ShuttingDown.into());
         }
         let inst = self.instances.input_for_read(&name)?;
@@ -128,7 +171,7 @@ impl InputBinding for InputService {
 
     async fn ping(&self, req: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
         let inst = self.instances.input(&instance_of(&req))?;
-        inst.common.transport.ping().await.map_err(Error::from)?;
+        inst.common.ping().await?;
         Ok(Response::new(PingResponse {}))
     }
 }
@@ -157,6 +200,8 @@ impl Session {
         let mut drain_until: Option<Instant> = None;
         // Whether the current instance was closed with no replacement yet.
         let mut orphaned = false;
+        // Bumped whenever an input instance is installed: an orphaned stream looks again then.
+        let mut installed = self.instances.input_changes();
         let shutdown = self.life.shutdown.clone();
         let end = loop {
             let inst = self.inst.clone();
@@ -184,13 +229,14 @@ impl Session {
                 _ = tx.closed() => break "daprd cancelled the stream",
                 _ = shutdown.cancelled(), if drain_until.is_none() => {
                     tracing::info!(instance = %self.name, stream = self.id, in_flight = self.pending.len(), "shutdown: waiting for in-flight acks");
-                    drain_until = Some(Instant::now() + self.life.drain_timeout);
+                    drain_until = Some(self.life.drain_deadline());
                 }
                 _ = sleep_until_opt(drain_until) => break "shutdown drain timeout",
                 _ = inst.common.closed.cancelled(), if !orphaned => {
+                    installed.borrow_and_update();
                     orphaned = !self.follow_replacement().await;
                 }
-                _ = tokio::time::sleep(Duration::from_millis(250)), if orphaned => {
+                Ok(()) = installed.changed(), if orphaned => {
                     orphaned = !self.follow_replacement().await;
                 }
                 d = inst.next_delivery(), if can_pull => match d {

@@ -29,19 +29,19 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::{Mutex, mpsc};
+use tokio::{
+    sync::{Mutex, mpsc, watch},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 
+use super::budget;
 use crate::{
     error::Error,
     metadata::{Role, Settings},
     telemetry::metrics,
     transport::{Connector, Delivery, Transport},
 };
-
-/// How long Init may wait for the broker. daprd gives input Init + output Init +
-/// ListOperations 5 s together; decoding is instant, so the probe gets most of 4 s.
-pub const INIT_PROBE_BUDGET: Duration = Duration::from_millis(3500);
 
 /// How long an input instance keeps its consumer with no Read stream open, by default.
 pub const DEFAULT_INPUT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,9 +71,55 @@ pub struct Common {
 }
 
 impl Common {
-    async fn close(&self) {
+    /// Ping: probes the broker within [`budget::PING`].
+    pub async fn ping(&self) -> Result<(), Error> {
+        let now = Instant::now();
+        probe(
+            &self.transport,
+            &self.settings,
+            "Ping",
+            now,
+            budget::ping_deadline(now),
+        )
+        .await
+    }
+
+    /// Closes the transport by `deadline` (cut off there if it overruns).
+    async fn close(&self, deadline: Instant) {
         self.closed.cancel();
-        self.transport.close().await;
+        close_by(&self.name, &self.transport, deadline).await;
+    }
+}
+
+/// Pings `transport` with `deadline` and stops waiting for it there; `call` (Init, Ping) and
+/// `started` name the call and its budget in the error.
+async fn probe(
+    transport: &Arc<dyn Transport>,
+    settings: &Settings,
+    call: &'static str,
+    started: Instant,
+    deadline: Instant,
+) -> Result<(), Error> {
+    match tokio::time::timeout_at(deadline, transport.ping(deadline)).await {
+        Ok(r) => r.map_err(Error::Transport),
+        Err(_) => Err(Error::ProbeTimeout {
+            call,
+            address: settings.target(),
+            after: deadline.saturating_duration_since(started),
+        }),
+    }
+}
+
+/// Closes `transport` with `deadline`, and stops waiting for it there.
+async fn close_by(name: &str, transport: &Arc<dyn Transport>, deadline: Instant) {
+    if tokio::time::timeout_at(deadline, transport.close(deadline))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            instance = name,
+            "transport did not close by its deadline; left behind"
+        );
     }
 }
 
@@ -140,8 +186,8 @@ impl InputInstance {
         queue.as_mut()?.recv().await
     }
 
-    async fn close(&self) {
-        self.common.close().await;
+    async fn close(&self, deadline: Instant) {
+        self.common.close(deadline).await;
         // Buffered deliveries are dropped here, which releases them to the broker.
         if let Ok(mut q) = self.queue.try_lock() {
             q.take();
@@ -250,6 +296,12 @@ pub struct Instances {
     dormant: std::sync::Mutex<HashMap<String, Arc<Settings>>>,
     /// Settings of output instances whose connection closed; locked before `outputs`.
     dormant_outputs: std::sync::Mutex<HashMap<String, Arc<Settings>>>,
+    /// When the latest input Init of each name began: the output Init of the same Component
+    /// shares daprd's budget with it ([`budget::init_deadline`]).
+    input_init_started: std::sync::Mutex<HashMap<String, Instant>>,
+    /// Bumped whenever an input instance is installed (Init, or a Read after idle): a Read
+    /// stream left without a consumer waits on it instead of polling the registry.
+    inputs_installed: watch::Sender<u64>,
     /// How long an input keeps its consumer without a Read stream.
     input_idle: Duration,
     /// Instances (inputs + outputs, dormant included) held at once.
@@ -266,6 +318,8 @@ impl Instances {
             outputs: Registry::default(),
             dormant: std::sync::Mutex::new(HashMap::new()),
             dormant_outputs: std::sync::Mutex::new(HashMap::new()),
+            input_init_started: std::sync::Mutex::new(HashMap::new()),
+            inputs_installed: watch::Sender::new(0),
             input_idle,
             max_instances: DEFAULT_MAX_INSTANCES,
         }
@@ -276,6 +330,16 @@ impl Instances {
     pub fn with_max_instances(mut self, max: usize) -> Self {
         self.max_instances = max.max(1);
         self
+    }
+
+    /// A receiver that sees a change whenever an input instance is installed.
+    pub fn input_changes(&self) -> watch::Receiver<u64> {
+        self.inputs_installed.subscribe()
+    }
+
+    fn input_installed(&self) {
+        self.inputs_installed
+            .send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Instances held now, dormant ones included.
@@ -302,6 +366,24 @@ impl Instances {
         }
     }
 
+    /// When this Init of `name`/`role` began, and its probe's deadline: an input Init is
+    /// remembered; an output Init shares daprd's budget with the input Init of the same
+    /// Component just before it.
+    fn init_clock(&self, name: &str, role: Role) -> (Instant, Instant) {
+        let now = Instant::now();
+        let mut started = self.input_init_started.lock().expect("init clock lock");
+        // Forget Inits whose budget is over (bounds the map by the Inits of the last 5 s).
+        started.retain(|_, t| now.saturating_duration_since(*t) < budget::DAPRD_INIT_TIMEOUT);
+        let component_started = match role {
+            Role::Input => {
+                started.insert(name.to_string(), now);
+                None
+            }
+            Role::Output => started.remove(name),
+        };
+        (now, budget::init_deadline(now, component_started))
+    }
+
     /// Decodes, opens and probes a transport for `name`/`role` within Init's budget.
     async fn build(
         &self,
@@ -309,6 +391,7 @@ impl Instances {
         properties: &HashMap<String, String>,
         role: Role,
     ) -> Result<Common, Error> {
+        let (started, deadline) = self.init_clock(name, role);
         let settings = Arc::new(Settings::decode(properties, role)?);
         if !self.exists(name, role) && self.count() >= self.max_instances {
             return Err(Error::TooManyInstances {
@@ -326,19 +409,12 @@ impl Instances {
             );
         }
         let transport = self.connector.open(name, settings.clone(), role)?;
-        let probe = tokio::time::timeout(INIT_PROBE_BUDGET, transport.ping()).await;
-        let failure = match probe {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(Error::Transport(e)),
-            Err(_) => Some(Error::InitTimeout {
-                address: settings.target(),
-                after: INIT_PROBE_BUDGET,
-            }),
-        };
-        if let Some(e) = failure {
+        if let Err(e) = probe(&transport, &settings, "Init", started, deadline).await {
             // Never keep half-started clients around.
-            let t = transport.clone();
-            tokio::spawn(async move { t.close().await });
+            let (t, name) = (transport.clone(), name.to_string());
+            tokio::spawn(async move {
+                close_by(&name, &t, budget::close_deadline(Instant::now())).await
+            });
             return Err(e);
         }
         tracing::info!(
@@ -369,12 +445,13 @@ impl Instances {
             dormant.remove(name);
             self.inputs.replace(name, inst)
         };
+        self.input_installed();
         if let Some(old) = replaced {
             tracing::info!(
                 instance = name,
                 "re-initialised: closing the previous consumer"
             );
-            tokio::spawn(async move { old.close().await });
+            tokio::spawn(async move { old.close(budget::close_deadline(Instant::now())).await });
         }
         Ok(())
     }
@@ -403,7 +480,11 @@ impl Instances {
                 instance = name,
                 "re-initialised: closing the previous producer"
             );
-            tokio::spawn(async move { old.common.close().await });
+            tokio::spawn(async move {
+                old.common
+                    .close(budget::close_deadline(Instant::now()))
+                    .await
+            });
         }
         Ok(())
     }
@@ -446,6 +527,7 @@ impl Instances {
         }));
         dormant.remove(name);
         self.inputs.replace(name, inst.clone());
+        self.input_installed();
         tracing::info!(
             instance = name,
             "Read after idle: starting the consumer again"
@@ -488,7 +570,7 @@ impl Instances {
             idle = ?self.input_idle,
             "no Read stream: consumer closed until the next Read"
         );
-        inst.close().await;
+        inst.close(budget::close_deadline(Instant::now())).await;
     }
 
     /// daprd closed connection `id`: output instances it initialised close their producers
@@ -502,9 +584,10 @@ impl Instances {
             }
             gone
         };
+        let deadline = budget::close_deadline(Instant::now());
         for (name, o) in gone {
             tracing::info!(instance = %name, "daprd closed the output connection: producer closed");
-            o.common.close().await;
+            o.common.close(deadline).await;
         }
     }
 
@@ -557,18 +640,19 @@ impl Instances {
         })
     }
 
-    /// Closes every instance (shutdown): consumers stop, producers close.
-    pub async fn close_all(&self) {
+    /// Closes every instance (shutdown): consumers stop, producers close, all at once and
+    /// all by `deadline`.
+    pub async fn close_all(&self, deadline: Instant) {
         self.dormant.lock().expect("dormant lock").clear();
         self.dormant_outputs.lock().expect("dormant lock").clear();
         let inputs = self.inputs.drain();
         let outputs = self.outputs.drain();
         let mut tasks = Vec::new();
         for i in inputs {
-            tasks.push(tokio::spawn(async move { i.close().await }));
+            tasks.push(tokio::spawn(async move { i.close(deadline).await }));
         }
         for o in outputs {
-            tasks.push(tokio::spawn(async move { o.common.close().await }));
+            tasks.push(tokio::spawn(async move { o.common.close(deadline).await }));
         }
         for t in tasks {
             let _ = t.await;

@@ -1,8 +1,10 @@
 //! The Dapr-facing layer: the generated protos, per-component instances, the
-//! `InputBinding` (Read stream and acks) and `OutputBinding` (Invoke) services.
+//! `InputBinding` (Read stream and acks) and `OutputBinding` (Invoke) services, and the
+//! time budgets of the contract with daprd ([`budget`]).
 //!
 //! This layer speaks only the [`crate::transport`] trait; it never names TCP or HTTP.
 
+pub mod budget;
 pub mod input;
 pub mod instances;
 pub mod output;

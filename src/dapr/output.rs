@@ -1,6 +1,8 @@
 //! `dapr.proto.components.v1.OutputBinding`: Init, Invoke (`create`), ListOperations, Ping.
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
+
+use tokio::time::Instant;
 
 use tonic::{Request, Response, Status};
 
@@ -93,7 +95,7 @@ impl OutputBinding for OutputService {
     async fn ping(&self, req: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
         let conn = req.extensions().get::<ConnId>().copied();
         let inst = self.instances.output_for_call(&instance_of(&req), conn)?;
-        inst.common.transport.ping().await.map_err(Error::from)?;
+        inst.common.ping().await?;
         Ok(Response::new(PingResponse {}))
     }
 }

@@ -21,7 +21,10 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 
 use crate::metadata::{AccessProto, MetadataError, Role, Settings};
 
@@ -140,6 +143,12 @@ pub async fn outcome(rx: OutcomeReceiver) -> Outcome {
     })
 }
 
+/// What is left of `deadline` now (zero once it passed); a step of `ping` or `close` waits
+/// at most `cap.min(time_left(deadline))`.
+pub fn time_left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
 /// Transport failures. Mapped to gRPC codes in [`crate::error`].
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -180,9 +189,12 @@ pub enum TransportError {
 /// A client for one component instance and role.
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
-    /// Checks the broker is reachable (and, for output, readies the producer).
-    /// Called by Init under a deadline and by Ping.
-    async fn ping(&self) -> Result<(), TransportError>;
+    /// Checks the broker is reachable (and, for output, readies the producer), returning by
+    /// `deadline`: every step (name server fetch, probe, client start) fits in what is left,
+    /// and a step that cannot is an error naming what did not answer. Called by Init and Ping
+    /// with a deadline from the Dapr layer's budget (`dapr::budget`), which also cuts the
+    /// call off at the deadline.
+    async fn ping(&self, deadline: Instant) -> Result<(), TransportError>;
 
     /// Sends one message; returns the broker's receipt (message id, queue, offset, …).
     async fn send(&self, msg: OutboundMessage) -> Result<SendReceipt, TransportError>;
@@ -192,15 +204,19 @@ pub trait Transport: Send + Sync + 'static {
     /// inside the transport and never closes `sink`. Called at most once per transport.
     async fn subscribe(&self, sink: mpsc::Sender<Delivery>) -> Result<(), TransportError>;
 
-    /// Stops producing and consuming. Messages not yet confirmed are released.
-    async fn close(&self);
+    /// Stops producing and consuming, returning by `deadline`; messages not yet confirmed
+    /// are released. Waits (for sends in flight, listener calls, the client's shutdown) end
+    /// at the deadline; what is left then is dropped. The Dapr layer passes one deadline to
+    /// every transport it closes at once (shutdown), so their closes take no longer together
+    /// than one.
+    async fn close(&self, deadline: Instant);
 }
 
 /// Opens transports. The daemon uses [`DefaultConnector`]; tests of the Dapr layer may use
 /// their own.
 pub trait Connector: Send + Sync + 'static {
     /// Builds a transport for `settings` serving `role`. Must be cheap and must not do I/O
-    /// (Init calls [`Transport::ping`] under a deadline for that).
+    /// (Init calls [`Transport::ping`] with a deadline for that).
     fn open(
         &self,
         instance: &str,

@@ -1,12 +1,20 @@
 //! An in-memory broker implementing the transport trait: a test double for the Dapr
 //! layer's own tests. It records what the Dapr layer asked of it (opens, sends,
-//! subscribes, confirms, releases, closes) so tests can assert on the contract.
+//! subscribes, confirms, releases, closes, and the deadlines of pings and closes) so tests
+//! can assert on the contract.
+//!
+//! The target (`nameServer`) chooses misbehaviour: `unreachable` fails ping at once; `hang`
+//! never answers a ping but honours its deadline (an `Unavailable` error then); `slowping`
+//! answers a ping after 3 s unless its deadline comes first; `stuck` never returns from ping,
+//! deadline or not; `noclose` never returns from close; `nosubscribe` cannot subscribe.
 
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
     time::Duration,
 };
+
+use tokio::{sync::Notify, time::Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -38,12 +46,18 @@ pub struct State {
     pub subscribes: Vec<(String, Role)>,
     pub sends: Vec<(String, Role)>,
     pub closes: Vec<(String, Role)>,
+    /// (instance, role, called at, deadline) of every ping.
+    pub pings: Vec<(String, Role, Instant, Instant)>,
+    /// (instance, role, deadline) of every close.
+    pub close_deadlines: Vec<(String, Role, Instant)>,
     next_id: u64,
 }
 
 #[derive(Clone, Default)]
 pub struct MemoryConnector {
     pub state: Arc<Mutex<State>>,
+    /// Notified whenever a message is queued (a send or a release): consumers wait on it.
+    queued: Arc<Notify>,
 }
 
 impl MemoryConnector {
@@ -86,6 +100,7 @@ impl Connector for MemoryConnector {
             role,
             settings,
             state: self.state.clone(),
+            queued: self.queued.clone(),
             closed: CancellationToken::new(),
         }))
     }
@@ -96,21 +111,42 @@ pub struct MemoryTransport {
     role: Role,
     settings: Arc<Settings>,
     state: Arc<Mutex<State>>,
+    queued: Arc<Notify>,
     closed: CancellationToken,
 }
 
 #[async_trait]
 impl Transport for MemoryTransport {
-    async fn ping(&self) -> Result<(), TransportError> {
+    async fn ping(&self, deadline: Instant) -> Result<(), TransportError> {
+        self.state.lock().unwrap().pings.push((
+            self.instance.clone(),
+            self.role,
+            Instant::now(),
+            deadline,
+        ));
         let target = self.settings.target();
+        let past_deadline = |address: String| TransportError::Unavailable {
+            address,
+            reason: "no answer by the deadline".into(),
+        };
         if target.contains("unreachable") {
             return Err(TransportError::Unavailable {
                 address: target,
                 reason: "connection refused".into(),
             });
         }
-        if target.contains("hang") {
+        if target.contains("stuck") {
             std::future::pending::<()>().await;
+        }
+        if target.contains("hang") {
+            tokio::time::sleep_until(deadline).await;
+            return Err(past_deadline(target));
+        }
+        if target.contains("slowping") {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+                _ = tokio::time::sleep_until(deadline) => return Err(past_deadline(target)),
+            }
         }
         Ok(())
     }
@@ -141,6 +177,8 @@ impl Transport for MemoryTransport {
                 body: msg.data,
                 deliveries: 0,
             });
+        drop(st);
+        self.queued.notify_waiters();
         Ok(HashMap::from([
             ("rocketmq-message-id".to_string(), id.to_string()),
             ("rocketmq-topic".to_string(), topic),
@@ -161,10 +199,15 @@ impl Transport for MemoryTransport {
         let state = self.state.clone();
         let settings = self.settings.clone();
         let closed = self.closed.clone();
+        let queued = self.queued.clone();
         tokio::spawn(async move {
             let topics: Vec<String> = settings.topics.iter().map(|s| s.topic.clone()).collect();
             let cl = cluster(&settings);
             loop {
+                // Registered before looking, so a message queued after the look wakes it.
+                let woken = queued.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
                 let next = {
                     let mut st = state.lock().unwrap();
                     topics.iter().find_map(|t| {
@@ -176,7 +219,7 @@ impl Transport for MemoryTransport {
                 let Some(mut m) = next else {
                     tokio::select! {
                         _ = closed.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(2)) => continue,
+                        _ = woken => continue,
                     }
                 };
                 m.deliveries += 1;
@@ -194,6 +237,7 @@ impl Transport for MemoryTransport {
                 });
                 let st2 = state.clone();
                 let cl2 = cl.clone();
+                let queued2 = queued.clone();
                 tokio::spawn(async move {
                     let out = outcome(rx).await;
                     let mut st = st2.lock().unwrap();
@@ -205,6 +249,8 @@ impl Transport for MemoryTransport {
                                 .entry((cl2, m.topic.clone()))
                                 .or_default()
                                 .push_front(m);
+                            drop(st);
+                            queued2.notify_waiters();
                         }
                     }
                 });
@@ -217,12 +263,16 @@ impl Transport for MemoryTransport {
         Ok(())
     }
 
-    async fn close(&self) {
+    async fn close(&self, deadline: Instant) {
         self.closed.cancel();
-        self.state
-            .lock()
-            .unwrap()
-            .closes
-            .push((self.instance.clone(), self.role));
+        {
+            let mut st = self.state.lock().unwrap();
+            st.closes.push((self.instance.clone(), self.role));
+            st.close_deadlines
+                .push((self.instance.clone(), self.role, deadline));
+        }
+        if self.settings.target().contains("noclose") {
+            std::future::pending::<()>().await;
+        }
     }
 }

@@ -80,7 +80,7 @@ use std::{
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::{
@@ -101,6 +101,8 @@ pub const RECEIPT_SEND_STATUS: &str = "rocketmq-send-status";
 
 /// Topic named by `ping` when no topic is configured.
 const PING_TOPIC: &str = "rocketmq-binding-ping";
+/// Cap of `ping`'s one request (less when its deadline is nearer).
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Body placeholder for an empty body (the API refuses empty bodies).
 pub const EMPTY_BODY_TEXT: &str = "(empty)";
@@ -211,7 +213,7 @@ impl HttpTransport {
 
 #[async_trait]
 impl Transport for HttpTransport {
-    async fn ping(&self) -> Result<(), TransportError> {
+    async fn ping(&self, deadline: Instant) -> Result<(), TransportError> {
         if self.cancel.is_cancelled() {
             return Err(TransportError::Closed);
         }
@@ -223,7 +225,7 @@ impl Transport for HttpTransport {
             Role::Input => self.settings.consumer_group.as_str(),
             Role::Output => self.settings.producer_group.as_str(),
         };
-        let timeout = Duration::from_secs(3);
+        let timeout = PING_TIMEOUT.min(super::time_left(deadline));
         let r = self
             .client
             .ack(
@@ -338,14 +340,14 @@ impl Transport for HttpTransport {
         Ok(())
     }
 
-    async fn close(&self) {
+    async fn close(&self, deadline: Instant) {
         self.cancel.cancel();
         self.tracker.close();
-        if tokio::time::timeout(Duration::from_secs(5), self.tracker.wait())
+        if tokio::time::timeout_at(deadline, self.tracker.wait())
             .await
             .is_err()
         {
-            tracing::warn!(instance = %self.instance, "http consumer tasks did not stop within 5s");
+            tracing::warn!(instance = %self.instance, "http consumer tasks still running at the close deadline");
         }
     }
 }

@@ -4,19 +4,19 @@
 //! (`consumeOrderly`) the crate's push consumer with the blocking listener of `input.rs`.
 //! `ping` probes the name servers and, with `sqlFilter`, that the broker accepts SQL92.
 
-use std::{
-    sync::{Arc, Mutex, atomic::AtomicUsize},
-    time::Duration,
-};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rocketmq_client_rust::{DefaultMQPushConsumer, MQPushConsumer, MessageSelector};
 use rocketmq_protocol::protocol::namespace_util::NamespaceUtil;
-use tokio::sync::{OnceCell, mpsc};
+use tokio::{
+    sync::{OnceCell, mpsc, watch},
+    time::Instant,
+};
 
 use super::{
-    Client, PROBE_TIMEOUT, RELEASE_WAIT, SEND_BACK_GRACE, SHUTDOWN_TIMEOUT, acl, compat, errors,
-    input, names, probe, pull,
+    CONSUMER_START_TIMEOUT, Client, PROBE_TIMEOUT, RELEASE_WAIT, SEND_BACK_GRACE, acl, compat,
+    errors, input, names, probe, pull, within,
 };
 use crate::metadata::ConsumerModel;
 use crate::transport::{Delivery, OutboundMessage, SendReceipt, Transport, TransportError};
@@ -79,7 +79,7 @@ impl TcpConsumer {
             closed: c.closed.clone(),
             group: input::consumer_group(settings),
             instance: c.instance.clone(),
-            inflight: AtomicUsize::new(0),
+            inflight: watch::Sender::new(0),
         });
         let mut consumer = input::build_consumer(
             &host,
@@ -105,13 +105,13 @@ impl TcpConsumer {
             subscribed.map_err(|e| errors::map(&e, &addrs.join(";"), Some(&sub.topic), false))?;
         }
         consumer.register_message_listener_orderly(input::OrderlyListener(shared.clone()));
-        match tokio::time::timeout(Duration::from_secs(10), consumer.start()).await {
+        match tokio::time::timeout(CONSUMER_START_TIMEOUT, consumer.start()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(errors::map(&e, &addrs.join(";"), None, false)),
             Err(_) => {
                 return Err(TransportError::Unavailable {
                     address: addrs.join(";"),
-                    reason: "consumer did not start within 10s".into(),
+                    reason: format!("consumer did not start within {CONSUMER_START_TIMEOUT:?}"),
                 });
             }
         }
@@ -143,13 +143,13 @@ impl TcpConsumer {
         } else {
             None
         };
-        match tokio::time::timeout(Duration::from_secs(10), consumer.start()).await {
+        match tokio::time::timeout(CONSUMER_START_TIMEOUT, consumer.start()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(errors::map(&e, &target, None, false)),
             Err(_) => {
                 return Err(TransportError::Unavailable {
                     address: target,
-                    reason: "consumer did not start within 10s".into(),
+                    reason: format!("consumer did not start within {CONSUMER_START_TIMEOUT:?}"),
                 });
             }
         }
@@ -174,8 +174,8 @@ impl TcpConsumer {
 
 #[async_trait]
 impl Transport for TcpConsumer {
-    async fn ping(&self) -> Result<(), TransportError> {
-        let addrs = self.client.probe().await?;
+    async fn ping(&self, deadline: Instant) -> Result<(), TransportError> {
+        let addrs = self.client.probe(deadline).await?;
         let settings = &self.client.settings;
         if let Some(sql) = settings.sql_filter.as_deref() {
             let ns = settings
@@ -191,7 +191,7 @@ impl Transport for TcpConsumer {
                 expression: sql,
                 hook: acl::hook(settings),
             };
-            probe::check_sql92(&sub, PROBE_TIMEOUT).await?;
+            probe::check_sql92(&sub, within(PROBE_TIMEOUT, deadline)).await?;
         }
         Ok(())
     }
@@ -222,7 +222,7 @@ impl Transport for TcpConsumer {
         Ok(())
     }
 
-    async fn close(&self) {
+    async fn close(&self, deadline: Instant) {
         let c = &self.client;
         if c.closed.is_cancelled() {
             return;
@@ -230,37 +230,45 @@ impl Transport for TcpConsumer {
         // Unblocks every listener waiting on the app: they answer "reconsume later", so
         // nothing unconfirmed is committed.
         c.closed.cancel();
-        // Waits for a start in progress; one that begins now sees `closed` and fails.
-        let running = self
-            .running
-            .get_or_try_init(|| async { Err(TransportError::Closed) })
-            .await;
+        // Waits for a start in progress (one that begins now sees `closed` and fails), until
+        // the deadline.
+        let running = tokio::time::timeout_at(
+            deadline,
+            self.running
+                .get_or_try_init(|| async { Err(TransportError::Closed) }),
+        )
+        .await;
         match running {
-            Ok(Running::Pull(p)) => p.close(RELEASE_WAIT).await,
-            Ok(Running::Orderly { consumer, listener }) => {
+            Ok(Ok(Running::Pull(p))) => p.close(RELEASE_WAIT, deadline).await,
+            Ok(Ok(Running::Orderly { consumer, listener })) => {
                 // Let the released listener calls return and the client hand those messages
                 // back to the broker (retry topic) before the consumer stops and persists its
                 // offsets; otherwise a message still in its process queue holds the committed
                 // offset back and acked messages behind it would be delivered again after a
                 // restart.
-                let t = std::time::Instant::now();
-                while listener.inflight.load(std::sync::atomic::Ordering::Acquire) > 0
-                    && t.elapsed() < RELEASE_WAIT
-                {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                let mut running = listener.inflight.subscribe();
+                let released = tokio::time::timeout(within(RELEASE_WAIT, deadline), async {
+                    running.wait_for(|n| *n == 0).await.is_ok()
+                })
+                .await;
+                if released.is_err() {
+                    tracing::warn!(instance = %c.instance, "listener calls still running at close");
                 }
-                tokio::time::sleep(SEND_BACK_GRACE).await;
+                tokio::time::sleep(within(SEND_BACK_GRACE, deadline)).await;
                 let consumer = consumer.lock().ok().and_then(|mut c| c.take());
                 if let Some(mut consumer) = consumer
-                    && tokio::time::timeout(SHUTDOWN_TIMEOUT, consumer.shutdown())
+                    && tokio::time::timeout_at(deadline, consumer.shutdown())
                         .await
                         .is_err()
                 {
-                    tracing::warn!(instance = %c.instance, "consumer shutdown timed out");
+                    tracing::warn!(instance = %c.instance, "consumer shutdown cut off at the close deadline");
                 }
             }
-            Err(_) => {}
+            Ok(Err(_)) => {}
+            Err(_) => {
+                tracing::warn!(instance = %c.instance, "consumer still starting at the close deadline")
+            }
         }
-        c.shutdown_host().await;
+        c.shutdown_host(deadline).await;
     }
 }

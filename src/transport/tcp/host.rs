@@ -32,6 +32,8 @@
 
 use std::{sync::Arc, time::Duration};
 
+use tokio::time::Instant;
+
 use rocketmq_client_rust::{ClientRuntime, ClientRuntimeConfig};
 use rocketmq_runtime::{BlockingPoolPolicy, RuntimeContext};
 
@@ -89,13 +91,18 @@ impl ClientHost {
         self.context.service_context(scope)
     }
 
-    /// Shuts the client runtime down, then the tasks it left in its task group.
-    pub async fn shutdown(&self) {
-        let report = self.client_runtime.shutdown().await;
-        if !report.is_healthy() {
-            tracing::debug!(report = %report.to_json(), "client runtime shutdown report");
+    /// Shuts the client runtime down, then the tasks it left in its task group, by
+    /// `deadline` (tasks still running then are aborted).
+    pub async fn shutdown(&self, deadline: Instant) {
+        match tokio::time::timeout_at(deadline, self.client_runtime.shutdown()).await {
+            Ok(report) if !report.is_healthy() => {
+                tracing::debug!(report = %report.to_json(), "client runtime shutdown report");
+            }
+            Ok(_) => {}
+            Err(_) => tracing::debug!("client runtime shutdown cut off at the close deadline"),
         }
-        let report = self.context.shutdown_tasks(TASK_SHUTDOWN).await;
+        let wait = TASK_SHUTDOWN.min(crate::transport::time_left(deadline));
+        let report = self.context.shutdown_tasks(wait).await;
         if !report.is_healthy() {
             tracing::debug!(report = %report.to_json(), "client task shutdown report");
         }
@@ -137,7 +144,7 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             let host = ClientHost::new("inside", 1).expect("built on the current runtime");
-            host.shutdown().await;
+            host.shutdown(Instant::now() + Duration::from_secs(5)).await;
         });
     }
 }

@@ -11,13 +11,7 @@
 //! The orderly listener delivers one message at a time, in order, and stops at the first
 //! failure (suspend the queue a moment, then the same message again).
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-};
+use std::{collections::HashMap, sync::Arc};
 
 use crate::transport::contract;
 use rocketmq_client_rust::{
@@ -30,7 +24,7 @@ use rocketmq_model::common::message::message_client_id_setter::MessageClientIDSe
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
 use rocketmq_transport::api::RPCHook;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::host::ClientHost;
@@ -134,16 +128,24 @@ pub struct ListenerShared {
     pub group: String,
     /// Component instance name (logs).
     pub instance: String,
-    /// Listener calls currently running (close waits for them to hand their verdict back).
-    pub inflight: AtomicUsize,
+    /// Listener calls currently running; `close` waits until it reads 0 (every released call
+    /// handed its verdict back), woken by the change instead of polling.
+    pub inflight: watch::Sender<usize>,
 }
 
 /// Counts one running listener call.
-struct InflightGuard<'a>(&'a AtomicUsize);
+struct InflightGuard<'a>(&'a watch::Sender<usize>);
+
+impl<'a> InflightGuard<'a> {
+    fn enter(count: &'a watch::Sender<usize>) -> Self {
+        count.send_modify(|n| *n += 1);
+        InflightGuard(count)
+    }
+}
 
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -158,8 +160,7 @@ impl ListenerShared {
     /// transport closes: the batch is redelivered as a whole anyway, and the unsettled rest
     /// is released when the Dapr layer drops its handles.
     fn deliver_all(&self, msgs: &[&MessageExt], broker_name: &str) -> bool {
-        self.inflight.fetch_add(1, Ordering::AcqRel);
-        let _running = InflightGuard(&self.inflight);
+        let _running = InflightGuard::enter(&self.inflight);
         if self.closed.is_cancelled() {
             return false;
         }

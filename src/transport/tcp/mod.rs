@@ -102,26 +102,36 @@ use std::{
 };
 
 use rocketmq_client_rust::ClientConfig;
-use tokio::sync::OnceCell;
+use tokio::{sync::OnceCell, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::{Transport, TransportError};
+use super::{Transport, TransportError, time_left};
 use crate::metadata::{Role, Settings};
 
 pub use output::fnv1a_32;
 
-/// How long a producer start may take before the attempt is reported as unavailable.
+// Caps of single steps. `ping` and `close` get a deadline from the Dapr layer's budget; each
+// step waits for the smaller of its cap and what is left of that deadline ([`within`]).
+
+/// How long a producer start may take before the attempt is reported as unavailable (a send
+/// that starts the producer waits this long; a `ping` no longer than its deadline).
 const START_TIMEOUT: Duration = Duration::from_secs(3);
 /// Budget for fetching the `nameServerDomain` list within Init.
 const DOMAIN_FETCH_TIMEOUT: Duration = Duration::from_secs(2);
-/// Budget for one TCP reachability probe of a name server.
+/// Budget for one reachability probe exchange with a name server.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
-/// How long `close` waits for released listener calls to return.
-const RELEASE_WAIT: Duration = Duration::from_secs(5);
-/// Time for the client to send released messages back before the consumer stops.
+/// How long `close` waits for released deliveries to settle (listener calls to return, pull
+/// settle tasks to end) before stopping the consumer.
+const RELEASE_WAIT: Duration = Duration::from_secs(2);
+/// Time for the orderly client to send released messages back before the consumer stops.
 const SEND_BACK_GRACE: Duration = Duration::from_millis(300);
-/// How long `close` waits for the consumer / producer to shut down.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a consumer start (on the first Read; no daprd deadline) may take.
+const CONSUMER_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `cap`, or what is left of `deadline` when that is less.
+fn within(cap: Duration, deadline: Instant) -> Duration {
+    cap.min(time_left(deadline))
+}
 
 static CLIENT_SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -259,18 +269,20 @@ impl Client {
         Ok((addrs, host, config))
     }
 
-    /// Checks a name server answers (Init's and Ping's reachability probe).
-    async fn probe(&self) -> Result<Vec<String>, TransportError> {
+    /// Checks a name server answers (Init's and Ping's reachability probe), by `deadline`.
+    async fn probe(&self, deadline: Instant) -> Result<Vec<String>, TransportError> {
         self.check_open()?;
-        let addrs = self.name_servers(DOMAIN_FETCH_TIMEOUT).await?;
-        probe::probe_any(&addrs, PROBE_TIMEOUT).await?;
+        let addrs = self
+            .name_servers(within(DOMAIN_FETCH_TIMEOUT, deadline))
+            .await?;
+        probe::probe_any(&addrs, PROBE_TIMEOUT, deadline).await?;
         Ok(addrs)
     }
 
-    /// Shuts the client runtime down, after the role's clients have stopped.
-    async fn shutdown_host(&self) {
+    /// Shuts the client runtime down, after the role's clients have stopped, by `deadline`.
+    async fn shutdown_host(&self, deadline: Instant) {
         if let Some(h) = self.host.get() {
-            h.shutdown().await;
+            h.shutdown(deadline).await;
         }
         tracing::info!(instance = %self.instance, role = %self.role, "tcp transport closed");
     }
@@ -320,5 +332,41 @@ mod tests {
             a.client_name
         );
         assert!(!format!("{a:?}").contains("secret"));
+    }
+
+    /// `ping` fits its probe into the deadline it is given (one probe exchange alone may take
+    /// `PROBE_TIMEOUT`, 1 s) and `close` of a transport that never started returns at once.
+    #[tokio::test]
+    async fn ping_returns_by_its_deadline_when_the_name_server_hangs() {
+        // Accepts and never answers: a hung name server.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let _held = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        let raw = [
+            ("nameServer".to_string(), format!("{addr};{addr}")),
+            ("topics".to_string(), "t".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        for role in [Role::Input, Role::Output] {
+            let t = open("x", Arc::new(Settings::decode(&raw, role).unwrap()), role).unwrap();
+            let t0 = Instant::now();
+            let e = t.ping(t0 + Duration::from_millis(300)).await.unwrap_err();
+            let took = t0.elapsed();
+            assert!(
+                took < Duration::from_millis(800),
+                "{role}: ping took {took:?}"
+            );
+            assert!(matches!(e, TransportError::Unavailable { .. }), "{e:?}");
+            assert!(e.to_string().contains(&addr), "{e}");
+            let t0 = Instant::now();
+            t.close(t0 + Duration::from_secs(2)).await;
+            assert!(t0.elapsed() < Duration::from_millis(500), "{role}: close");
+        }
     }
 }

@@ -109,10 +109,19 @@ fn route_request(topic: &str) -> RemotingCommand {
 }
 
 /// Succeeds when at least one name server answers the route request (module docs) within
-/// `timeout` (per address).
-pub async fn probe_any(addrs: &[String], timeout: Duration) -> Result<(), TransportError> {
+/// `cap` per address, all by `deadline` (addresses not tried by then count as unreachable).
+pub async fn probe_any(
+    addrs: &[String],
+    cap: Duration,
+    deadline: tokio::time::Instant,
+) -> Result<(), TransportError> {
     let mut last = String::from("no name server configured");
     for addr in addrs {
+        let timeout = cap.min(crate::transport::time_left(deadline));
+        if timeout.is_zero() {
+            last = format!("{addr}: not tried, the probe's deadline passed");
+            break;
+        }
         match tokio::time::timeout(timeout, exchange(addr, route_request("TBW102"), None)).await {
             Ok(Ok(r)) if r.code() == i32::from(ResponseCode::RequestCodeNotSupported) => {
                 last = format!(
@@ -273,10 +282,15 @@ mod tests {
     #[tokio::test]
     async fn probe_names_the_address() {
         // Port 1 on loopback is closed.
-        let e = probe_any(&["127.0.0.1:1".into()], Duration::from_millis(500))
-            .await
-            .unwrap_err()
-            .to_string();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        let e = probe_any(
+            &["127.0.0.1:1".into()],
+            Duration::from_millis(500),
+            deadline,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("127.0.0.1:1"), "{e}");
     }
 }

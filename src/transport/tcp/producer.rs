@@ -15,9 +15,12 @@ use std::{
 
 use async_trait::async_trait;
 use rocketmq_client_rust::DefaultMQProducer;
-use tokio::sync::{OnceCell, RwLock, mpsc};
+use tokio::{
+    sync::{OnceCell, RwLock, mpsc},
+    time::Instant,
+};
 
-use super::{Client, SHUTDOWN_TIMEOUT, START_TIMEOUT, acl, compat, errors, output};
+use super::{Client, DOMAIN_FETCH_TIMEOUT, START_TIMEOUT, acl, compat, errors, output, within};
 use crate::transport::{Delivery, OutboundMessage, SendReceipt, Transport, TransportError};
 
 /// The tcp output transport of one component instance.
@@ -46,28 +49,29 @@ impl TcpProducer {
         }
     }
 
-    /// The producer, started on first use; later calls return it at once.
-    async fn producer(&self) -> Result<&DefaultMQProducer, TransportError> {
-        self.producer.get_or_try_init(|| self.start()).await
+    /// The producer, started on first use by `deadline`; later calls return it at once.
+    async fn producer(&self, deadline: Instant) -> Result<&DefaultMQProducer, TransportError> {
+        self.producer.get_or_try_init(|| self.start(deadline)).await
     }
 
-    async fn start(&self) -> Result<DefaultMQProducer, TransportError> {
+    async fn start(&self, deadline: Instant) -> Result<DefaultMQProducer, TransportError> {
         let c = &self.client;
         c.check_open()?;
-        let (addrs, host, config) = c.prepare(super::DOMAIN_FETCH_TIMEOUT).await?;
+        let (addrs, host, config) = c.prepare(within(DOMAIN_FETCH_TIMEOUT, deadline)).await?;
         let mut producer = output::build_producer(
             &host,
             config,
             &c.settings,
             Some(compat::hook(acl::hook(&c.settings))),
         );
-        match tokio::time::timeout(START_TIMEOUT, producer.start()).await {
+        let wait = within(START_TIMEOUT, deadline);
+        match tokio::time::timeout(wait, producer.start()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(errors::map(&e, &addrs.join(";"), None, false)),
             Err(_) => {
                 return Err(TransportError::Unavailable {
                     address: addrs.join(";"),
-                    reason: format!("producer did not start within {START_TIMEOUT:?}"),
+                    reason: format!("producer did not start within {wait:?}"),
                 });
             }
         }
@@ -78,9 +82,9 @@ impl TcpProducer {
 
 #[async_trait]
 impl Transport for TcpProducer {
-    async fn ping(&self) -> Result<(), TransportError> {
-        self.client.probe().await?;
-        self.producer().await?;
+    async fn ping(&self, deadline: Instant) -> Result<(), TransportError> {
+        self.client.probe(deadline).await?;
+        self.producer(deadline).await?;
         Ok(())
     }
 
@@ -88,7 +92,7 @@ impl Transport for TcpProducer {
         let c = &self.client;
         c.check_open()?;
         let plan = output::plan(&msg, &c.settings)?;
-        let producer = self.producer().await?;
+        let producer = self.producer(Instant::now() + START_TIMEOUT).await?;
         let _sending = self.in_flight.read().await;
         c.check_open()?;
         let mut results = Vec::with_capacity(plan.len());
@@ -148,28 +152,34 @@ impl Transport for TcpProducer {
         ))
     }
 
-    async fn close(&self) {
+    async fn close(&self, deadline: Instant) {
         let c = &self.client;
         if c.closed.is_cancelled() {
             return;
         }
         c.closed.cancel();
-        // Waits for a start in progress; one that begins now sees `closed` and fails.
-        let started = self
-            .producer
-            .get_or_try_init(|| async { Err(TransportError::Closed) })
-            .await;
-        let _drained = self.in_flight.write().await;
-        if let Ok(p) = started {
+        // Waits for a start in progress (one that begins now sees `closed` and fails), then
+        // for the sends in flight, both until the deadline.
+        let started = tokio::time::timeout_at(
+            deadline,
+            self.producer
+                .get_or_try_init(|| async { Err(TransportError::Closed) }),
+        )
+        .await;
+        let drained = tokio::time::timeout_at(deadline, self.in_flight.write()).await;
+        if drained.is_err() {
+            tracing::warn!(instance = %c.instance, "sends still in flight at the close deadline");
+        }
+        if let Ok(Ok(p)) = started {
             // A clone shares the started producer (its state sits behind `Arc`s).
             let mut p = p.clone();
-            if tokio::time::timeout(SHUTDOWN_TIMEOUT, p.shutdown())
+            if tokio::time::timeout_at(deadline, p.shutdown())
                 .await
                 .is_err()
             {
-                tracing::warn!(instance = %c.instance, "producer shutdown timed out");
+                tracing::warn!(instance = %c.instance, "producer shutdown cut off at the close deadline");
             }
         }
-        c.shutdown_host().await;
+        c.shutdown_host(deadline).await;
     }
 }

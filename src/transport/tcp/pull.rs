@@ -16,8 +16,9 @@
 //! * every polled message is recorded as outstanding in its queue's [`QueueTrack`]; what is
 //!   committed to the broker is always the lowest outstanding offset of the queue (or the
 //!   next offset when none is outstanding), so nothing is confirmed before the app acked it,
-//!   whatever order acks come in (auto-commit is off; commits every [`COMMIT_EVERY`] and on
-//!   close);
+//!   whatever order acks come in (auto-commit is off; progress is committed at most every
+//!   [`COMMIT_EVERY`] after a delivery settled, and on close: an idle input commits nothing
+//!   and wakes for nothing);
 //! * a released delivery is handed back with the broker's `CONSUMER_SEND_MSG_BACK` (request
 //!   code 36, exactly what the push consumer sends): the broker stores it in
 //!   `%RETRY%<group>` with its delay level (3 + reconsume times), or in `%DLQ%<group>` after
@@ -64,7 +65,8 @@ use rocketmq_protocol::rpc::rpc_request_header::RpcRequestHeader;
 use rocketmq_transport::api::{
     DefaultRequestProcessor, OutboundRequestOutcome, RPCHook, RemotingClient, TransportClientConfig,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::host::ClientHost;
@@ -72,14 +74,19 @@ use super::input::{consumer_group, inbound, normalize_expression};
 use crate::metadata::{ConsumerModel, Settings};
 use crate::transport::{Delivery, Outcome, TransportError, outcome};
 
-/// How often acknowledged progress is committed (and persisted to the broker).
+/// How often, at most, acknowledged progress is committed (and persisted to the broker).
 pub const COMMIT_EVERY: Duration = Duration::from_millis(500);
 /// A message whose send-back failed is delivered again locally after this long.
 pub const LOCAL_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Budget of one send-back request (the Java push consumer's).
 const SEND_BACK_TIMEOUT_MS: u64 = 5000;
-/// How long one poll waits for messages before checking for close.
-const POLL_TIMEOUT_MS: u64 = 1000;
+/// How long one poll of the crate's cache waits for messages. Close does not wait for it (the
+/// poll is dropped when the transport closes), so it only sets how often an idle input wakes.
+const POLL_TIMEOUT_MS: u64 = 30_000;
+/// First pause after a poll that returned nothing at once (the consumer is not running: the
+/// crate says so only by returning empty); doubles up to [`POLL_BACKOFF_MAX`].
+const POLL_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const POLL_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// `CONSUMER_SEND_MSG_BACK`.
 const CONSUMER_SEND_MSG_BACK: i32 = 36;
 /// Property holding the original topic of a message in a retry topic.
@@ -369,6 +376,8 @@ pub struct PullInput {
     consumer: DefaultLitePullConsumer,
     send_back: Option<SendBack>,
     tracker: StdMutex<Tracker>,
+    /// Notified when a delivery settled (progress to commit).
+    progress: Notify,
     credit: Arc<Semaphore>,
     sink: mpsc::Sender<Delivery>,
     closed: CancellationToken,
@@ -408,6 +417,7 @@ impl PullInput {
             consumer,
             send_back,
             tracker: StdMutex::new(Tracker::default()),
+            progress: Notify::new(),
             credit: Arc::new(Semaphore::new(settings.max_in_flight.clamp(1, 65_536))),
             sink,
             closed,
@@ -429,6 +439,7 @@ impl PullInput {
 
     async fn poll_loop(self: Arc<Self>, mut retry_rx: mpsc::UnboundedReceiver<Batch>) {
         let mut batch_now = self.first_batch;
+        let mut backoff = POLL_BACKOFF_MIN;
         loop {
             // One credit before polling (there is room for at least one message), the rest
             // for what the poll returned before handing it over. Local retries hold their
@@ -444,7 +455,7 @@ impl PullInput {
                 }
                 p = self.credit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             };
-            let started = tokio::time::Instant::now();
+            let started = Instant::now();
             // Cancelled only by close: a message polled and dropped then is never recorded,
             // so it is never committed either.
             let msgs = tokio::select! {
@@ -455,14 +466,19 @@ impl PullInput {
             if msgs.is_empty() {
                 drop(first);
                 if started.elapsed() < Duration::from_millis(POLL_TIMEOUT_MS / 2) {
-                    // The consumer is not ready (starting, or failing): do not spin.
+                    // The consumer is not running (the crate has no signal for it coming
+                    // back): back off instead of spinning.
                     tokio::select! {
                         _ = self.closed.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = tokio::time::sleep(backoff) => {}
                     }
+                    backoff = (backoff * 2).min(POLL_BACKOFF_MAX);
+                } else {
+                    backoff = POLL_BACKOFF_MIN;
                 }
                 continue;
             }
+            backoff = POLL_BACKOFF_MIN;
             let queue = queue_of(&msgs[0]);
             tracing::trace!(instance = %self.instance, count = msgs.len(), queue = %queue, "polled");
             let largest = msgs
@@ -587,6 +603,7 @@ impl PullInput {
                 }
             }
         }
+        self.progress.notify_one();
         if again.is_empty() {
             return;
         }
@@ -611,8 +628,14 @@ impl PullInput {
         let _ = self.retry_tx.send(retry);
     }
 
+    /// Commits after a delivery settled, at most every [`COMMIT_EVERY`] (settles meanwhile
+    /// join the next commit; a settle during a commit leaves a permit for the next round).
     async fn commit_loop(self: Arc<Self>) {
         loop {
+            tokio::select! {
+                _ = self.closed.cancelled() => return,
+                _ = self.progress.notified() => {}
+            }
             tokio::select! {
                 _ = self.closed.cancelled() => return,
                 _ = tokio::time::sleep(COMMIT_EVERY) => {}
@@ -633,16 +656,28 @@ impl PullInput {
     }
 
     /// Stops polling and settling (unsettled messages stay uncommitted), commits what was
-    /// confirmed, and shuts the consumer down.
-    pub async fn close(&self, wait: Duration) {
+    /// confirmed, and shuts the consumer down, by `deadline`; send-backs under way get at most
+    /// `release_wait` of it.
+    pub async fn close(&self, release_wait: Duration, deadline: Instant) {
         self.tasks.close();
-        let _ = tokio::time::timeout(wait, self.tasks.wait()).await;
-        self.commit().await;
-        if tokio::time::timeout(wait, self.consumer.shutdown())
+        let settling = release_wait.min(crate::transport::time_left(deadline));
+        if tokio::time::timeout(settling, self.tasks.wait())
             .await
             .is_err()
         {
-            tracing::warn!(instance = %self.instance, "consumer shutdown timed out");
+            tracing::debug!(instance = %self.instance, "settle tasks still running at close");
+        }
+        if tokio::time::timeout_at(deadline, self.commit())
+            .await
+            .is_err()
+        {
+            tracing::warn!(instance = %self.instance, "final commit cut off at the close deadline");
+        }
+        if tokio::time::timeout_at(deadline, self.consumer.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(instance = %self.instance, "consumer shutdown cut off at the close deadline");
         }
         if let Some(s) = &self.send_back {
             s.shutdown();
