@@ -165,6 +165,20 @@ async fn both_transports_give_the_app_the_same_delivery() {
 /// Issue 13, item 5: a request may not write into a consumer group's retry or dead-letter
 /// queue or a broker system topic, and an output may not be configured to: the same
 /// INVALID_ARGUMENT through the daemon's Invoke and Init on both transports.
+/// A reserved topic's refusal: INVALID_ARGUMENT naming the key or field and the topic.
+fn refused(e: &tonic::Status, field: &str, component: &str, reserved: &str) {
+    assert_eq!(
+        e.code(),
+        tonic::Code::InvalidArgument,
+        "{component} {reserved}: {e}"
+    );
+    assert!(
+        e.message().contains(field) && e.message().contains(reserved),
+        "{component} {reserved}: {}",
+        e.message()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reserved_topics_are_refused_on_both_transports() {
     let emu = emulator::spawn(Config::new("127.0.0.1:0".parse().unwrap(), AK, SK))
@@ -186,32 +200,14 @@ async fn reserved_topics_are_refused_on_both_transports() {
                 .invoke(name, "create", b"x", &[("rocketmq-topic", reserved)])
                 .await
                 .unwrap_err();
-            assert_eq!(
-                e.code(),
-                tonic::Code::InvalidArgument,
-                "{name} {reserved}: {e}"
-            );
-            assert!(
-                e.message().contains("rocketmq-topic") && e.message().contains(reserved),
-                "{name} {reserved}: {}",
-                e.message()
-            );
+            refused(&e, "rocketmq-topic", name, reserved);
             let mut configured = p.clone();
             configured.insert("topics".into(), reserved.into());
             let e = daprd
                 .init_output(&format!("{name}-rsv"), configured)
                 .await
                 .unwrap_err();
-            assert_eq!(
-                e.code(),
-                tonic::Code::InvalidArgument,
-                "{name} {reserved}: {e}"
-            );
-            assert!(
-                e.message().contains("`topics`") && e.message().contains(reserved),
-                "{name} {reserved}: {}",
-                e.message()
-            );
+            refused(&e, "`topics`", name, reserved);
         }
     }
     // Ordinary sends on the same outputs still work.

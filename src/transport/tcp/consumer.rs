@@ -105,16 +105,7 @@ impl TcpConsumer {
             subscribed.map_err(|e| errors::map(&e, &addrs.join(";"), Some(&sub.topic), false))?;
         }
         consumer.register_message_listener_orderly(input::OrderlyListener(shared.clone()));
-        match tokio::time::timeout(CONSUMER_START_TIMEOUT, consumer.start()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(errors::map(&e, &addrs.join(";"), None, false)),
-            Err(_) => {
-                return Err(TransportError::Unavailable {
-                    address: addrs.join(";"),
-                    reason: format!("consumer did not start within {CONSUMER_START_TIMEOUT:?}"),
-                });
-            }
-        }
+        start_within(consumer.start(), &addrs.join(";")).await?;
         tracing::info!(
             instance = %c.instance,
             client = %c.client_name,
@@ -143,16 +134,7 @@ impl TcpConsumer {
         } else {
             None
         };
-        match tokio::time::timeout(CONSUMER_START_TIMEOUT, consumer.start()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(errors::map(&e, &target, None, false)),
-            Err(_) => {
-                return Err(TransportError::Unavailable {
-                    address: target,
-                    reason: format!("consumer did not start within {CONSUMER_START_TIMEOUT:?}"),
-                });
-            }
-        }
+        start_within(consumer.start(), &target).await?;
         let input = pull::PullInput::spawn(
             consumer,
             send_back,
@@ -270,5 +252,21 @@ impl Transport for TcpConsumer {
             }
         }
         c.shutdown_host(deadline).await;
+    }
+}
+
+/// Starts a consumer (the crate's `start()` future) within [`CONSUMER_START_TIMEOUT`]; a
+/// failure or a timeout names the name servers it was started against.
+async fn start_within<F>(start: F, target: &str) -> Result<(), TransportError>
+where
+    F: std::future::Future<Output = Result<(), rocketmq_client_rust::ClientError>>,
+{
+    match tokio::time::timeout(CONSUMER_START_TIMEOUT, start).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(errors::map(&e, target, None, false)),
+        Err(_) => Err(TransportError::Unavailable {
+            address: target.to_string(),
+            reason: format!("consumer did not start within {CONSUMER_START_TIMEOUT:?}"),
+        }),
     }
 }
