@@ -14,8 +14,6 @@
 //! The document types, element names, namespace and property format stay in [`protocol`], the
 //! one definition both the client and this server use.
 
-use std::fmt::Write as _;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::Mac as _;
@@ -23,7 +21,7 @@ use md5::{Digest, Md5};
 
 use crate::transport::http::protocol::{
     self, AckError, ErrorBody, PublishMessage, PublishResult, ReceivedMessage, XML_NS, XmlError,
-    child_text, expect_root, parse, text_of,
+    child_text, children_named, expect_root, parse, text_of,
 };
 
 /// Splits `MQ <ak>:<sig>` into its parts.
@@ -75,30 +73,19 @@ pub fn publish_message_from_xml(xml: &str) -> Result<PublishMessage, XmlError> {
 pub fn receipt_handles_from_xml(xml: &str) -> Result<Vec<String>, XmlError> {
     let doc = parse(xml)?;
     let root = expect_root(&doc, "ReceiptHandles")?;
-    Ok(root
-        .children()
-        .filter(|n| n.is_element() && n.tag_name().name() == "ReceiptHandle")
-        .map(text_of)
-        .collect())
+    Ok(children_named(root, "ReceiptHandle").map(text_of).collect())
 }
 
 /// Escapes text the way the emulator answers (spec §6.1): `&amp; &lt; &gt;` and `\r` as
 /// `&#13;`.
 pub fn escape_response_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
-        }
-    }
-    out
+    protocol::escape_text(s, |c| (c == '\r').then_some("&#13;"))
 }
 
-const DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+/// A response document up to its root's start tag (declaration, namespace).
+fn open_root(name: &str) -> String {
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{name} xmlns=\"{XML_NS}\">")
+}
 
 fn elem(out: &mut String, name: &str, text: &str) {
     out.push('<');
@@ -112,8 +99,7 @@ fn elem(out: &mut String, name: &str, text: &str) {
 
 /// The publish response body.
 pub fn publish_result_to_xml(r: &PublishResult) -> String {
-    let mut out = String::from(DECL);
-    let _ = write!(out, "<Message xmlns=\"{XML_NS}\">");
+    let mut out = open_root("Message");
     elem(&mut out, "MessageId", &r.message_id);
     elem(&mut out, "MessageBodyMD5", &r.body_md5);
     if let Some(h) = &r.receipt_handle {
@@ -125,8 +111,7 @@ pub fn publish_result_to_xml(r: &PublishResult) -> String {
 
 /// Renders a consume response.
 pub fn messages_to_xml(msgs: &[ReceivedMessage]) -> String {
-    let mut out = String::from(DECL);
-    let _ = write!(out, "<Messages xmlns=\"{XML_NS}\">");
+    let mut out = open_root("Messages");
     for m in msgs {
         out.push_str("<Message>");
         elem(&mut out, "MessageId", &m.message_id);
@@ -159,8 +144,7 @@ pub fn messages_to_xml(msgs: &[ReceivedMessage]) -> String {
 
 /// Renders a request-level `<Error>` with all four elements (spec §1.7).
 pub fn error_to_xml(e: &ErrorBody) -> String {
-    let mut out = String::from(DECL);
-    let _ = write!(out, "<Error xmlns=\"{XML_NS}\">");
+    let mut out = open_root("Error");
     elem(&mut out, "Code", &e.code);
     elem(&mut out, "Message", &e.message);
     elem(&mut out, "RequestId", &e.request_id);
@@ -171,8 +155,7 @@ pub fn error_to_xml(e: &ErrorBody) -> String {
 
 /// Renders an ack's `<Errors>` list.
 pub fn ack_errors_to_xml(errors: &[AckError]) -> String {
-    let mut out = String::from(DECL);
-    let _ = write!(out, "<Errors xmlns=\"{XML_NS}\">");
+    let mut out = open_root("Errors");
     for e in errors {
         out.push_str("<Error>");
         elem(&mut out, "ErrorCode", &e.code);

@@ -247,24 +247,35 @@ pub fn xml_text_ok(s: &str) -> bool {
     })
 }
 
-/// Escapes text Go-style (`encoding/xml`): `& < > " '` and `\r \n \t` as character
-/// references, so nothing is normalised away by the receiving parser.
-pub fn escape_request_text(s: &str) -> String {
+/// Escapes `& < >` as entities and every character `more` maps to its reference; the client
+/// and the emulator differ only in `more` (the emulator's is in `emulator::wire`).
+pub(crate) fn escape_text(s: &str, more: impl Fn(char) -> Option<&'static str>) -> String {
     let mut out = String::with_capacity(s.len() + 16);
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&#34;"),
-            '\'' => out.push_str("&#39;"),
-            '\r' => out.push_str("&#xD;"),
-            '\n' => out.push_str("&#xA;"),
-            '\t' => out.push_str("&#x9;"),
-            c => out.push(c),
+            c => match more(c) {
+                Some(r) => out.push_str(r),
+                None => out.push(c),
+            },
         }
     }
     out
+}
+
+/// Escapes text Go-style (`encoding/xml`): `& < > " '` and `\r \n \t` as character
+/// references, so nothing is normalised away by the receiving parser.
+pub fn escape_request_text(s: &str) -> String {
+    escape_text(s, |c| match c {
+        '"' => Some("&#34;"),
+        '\'' => Some("&#39;"),
+        '\r' => Some("&#xD;"),
+        '\n' => Some("&#xA;"),
+        '\t' => Some("&#x9;"),
+        _ => None,
+    })
 }
 
 /// A message to publish.
@@ -367,10 +378,7 @@ pub fn messages_from_xml(xml: &str) -> Result<Vec<ReceivedMessage>, XmlError> {
         }
     };
     let mut out = Vec::new();
-    for m in root
-        .children()
-        .filter(|n| n.is_element() && n.tag_name().name() == "Message")
-    {
+    for m in children_named(root, "Message") {
         let message_id = child_text(m, "MessageId")
             .filter(|s| !s.is_empty())
             .ok_or(XmlError::Missing("MessageId"))?;
@@ -448,9 +456,7 @@ pub struct AckError {
 pub fn ack_errors_from_xml(xml: &str) -> Result<Vec<AckError>, XmlError> {
     let doc = parse(xml)?;
     let root = expect_root(&doc, "Errors")?;
-    Ok(root
-        .children()
-        .filter(|n| n.is_element() && n.tag_name().name() == "Error")
+    Ok(children_named(root, "Error")
         .map(|e| AckError {
             code: child_text(e, "ErrorCode").unwrap_or_default(),
             message: child_text(e, "ErrorMessage").unwrap_or_default(),
@@ -588,6 +594,15 @@ pub(crate) fn text_of(node: roxmltree::Node<'_, '_>) -> String {
         .filter(|c| c.is_text())
         .filter_map(|c| c.text())
         .collect()
+}
+
+/// The child elements of `node` called `name`, in document order.
+pub(crate) fn children_named<'a, 'i: 'a>(
+    node: roxmltree::Node<'a, 'i>,
+    name: &'static str,
+) -> impl Iterator<Item = roxmltree::Node<'a, 'i>> {
+    node.children()
+        .filter(move |n| n.is_element() && n.tag_name().name() == name)
 }
 
 /// The text of `node`'s first child element called `name`.
