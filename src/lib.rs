@@ -16,7 +16,7 @@
 //! | [`dapr`] | the Dapr contract: [`dapr::proto`] (generated), [`dapr::instances`] (per-Component instances by `x-component-instance`), [`dapr::input`] (Read stream, out-of-order acks, flow control), [`dapr::output`] (Invoke), [`dapr::budget`] (every time budget of the contract with daprd: Init, Ping, shutdown stages, close; the deadlines passed to `ping` and `close`) |
 //! | [`metadata`] | Init metadata → [`metadata::Settings`] with Dapr's decoding rules; the key table [`metadata::KEYS`] (name, owner, default); common and Dapr-level keys; secrets redacted |
 //! | [`transport`] | the seam: [`transport::Transport`] and [`transport::Connector`]; [`transport::tcp`] and [`transport::http`] implement it, each with a `config` module decoding its own keys (joined in [`metadata::Settings::decode`]); tcp opens a producer (output) or a consumer (input) transport per role |
-//! | [`emulator`] | the Aliyun MQ HTTP emulator behind the `aliyun-mq-emulator` binary |
+//! | [`emulator`] | the Aliyun MQ HTTP emulator behind the `aliyun-mq-emulator` binary; [`emulator::wire`] is the server side of the wire format (signature verification, request parsing, response XML), [`transport::http::protocol`] the half the client shares with it (string-to-sign, document types, properties, the depth-limited parser) |
 //! | [`error`] | the daemon's error enum and its single mapping to `tonic::Status` |
 //! | [`text`] | untrusted values in errors and logs: quoted, escaped, cut with their length, URL credentials redacted |
 //!

@@ -8,12 +8,12 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
+use rocketmq_binding::emulator::wire::{publish_message_from_xml, receipt_handles_from_xml};
 use rocketmq_binding::metadata::{KEYS, Role, Settings, parse_duration};
 use rocketmq_binding::telemetry::escape_event;
 use rocketmq_binding::text::{SHOWN_MAX_CHARS, shown};
 use rocketmq_binding::transport::http::protocol::{
-    ErrorBody, PublishMessage, PublishResult, ack_errors_from_xml, messages_from_xml,
-    parse_properties, receipt_handles_from_xml,
+    ErrorBody, PublishResult, ack_errors_from_xml, messages_from_xml, parse_properties,
 };
 
 /// XML-ish text: tags of the API's element names, text with entities, random nesting.
@@ -55,7 +55,7 @@ fn xmlish() -> impl Strategy<Value = String> {
 
 fn parse_all(xml: &str) {
     let _ = messages_from_xml(xml);
-    let _ = PublishMessage::from_xml(xml);
+    let _ = publish_message_from_xml(xml);
     let _ = PublishResult::from_xml(xml);
     let _ = ErrorBody::from_xml(xml);
     let _ = receipt_handles_from_xml(xml);
@@ -81,7 +81,7 @@ proptest! {
     fn deep_nesting_is_refused(depth in 33usize..20_000, name in "[A-Za-z]{1,8}") {
         let xml = format!("{}{}", format!("<{name}>").repeat(depth), format!("</{name}>").repeat(depth));
         prop_assert!(messages_from_xml(&xml).is_err());
-        prop_assert!(PublishMessage::from_xml(&xml).is_err());
+        prop_assert!(publish_message_from_xml(&xml).is_err());
     }
 
     /// The properties format never panics and every pair it returns came from the input.

@@ -14,13 +14,16 @@
 //!   with the same message id, a new receipt handle, `ConsumedTimes + 1`; the old handle is
 //!   then dead (`MessageNotExist`).
 //! * Signature verification against the configured keys (constant time), `Content-MD5`
-//!   checks, and the error XML, headers and status codes of spec §1.7 / §2.
+//!   checks, and the error XML, headers and status codes of spec §1.7 / §2. The server side of
+//!   the wire format (verification, request parsing, response writing) is [`wire`]; what the
+//!   client shares with it stays in [`crate::transport::http::protocol`].
 //!
 //! State is in memory only. The server binds loopback addresses only.
 //!
 //! Rust tests start it in-process with [`spawn`] on `127.0.0.1:0`.
 
 mod state;
+pub mod wire;
 
 use std::{
     collections::HashMap,
@@ -44,7 +47,7 @@ use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::state::{AckMode, Mode, State, Timeouts};
-use crate::transport::http::protocol::{self, ErrorBody, PublishMessage, PublishResult};
+use crate::transport::http::protocol::{self, ErrorBody, PublishResult};
 
 /// Largest request body accepted (a message is at most 4 MiB; XML escaping adds some).
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -277,13 +280,12 @@ fn add_common(ctx: &Ctx, h: &mut hyper::HeaderMap) {
 }
 
 fn error(ctx: &Ctx, status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
-    let body = ErrorBody {
+    let body = wire::error_to_xml(&ErrorBody {
         code: code.to_string(),
         message: message.to_string(),
         request_id: ctx.request_id.clone(),
         host_id: ctx.host_id.clone(),
-    }
-    .to_xml();
+    });
     xml_response(
         ctx,
         StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
@@ -353,7 +355,7 @@ async fn serve(sh: &Shared, ctx: &Ctx, req: Request<Incoming>) -> Response<Full<
             "The Authorization header is missing.",
         );
     };
-    let Some((ak, sig)) = protocol::parse_authorization(&auth) else {
+    let Some((ak, sig)) = wire::parse_authorization(&auth) else {
         return error(
             ctx,
             400,
@@ -404,7 +406,7 @@ async fn serve(sh: &Shared, ctx: &Ctx, req: Request<Incoming>) -> Response<Full<
         mq_headers: &mq_refs,
         resource: &target,
     });
-    if !protocol::verify_signature(cred.secret_key.expose_secret(), &sts, sig) {
+    if !wire::verify_signature(cred.secret_key.expose_secret(), &sts, sig) {
         return error(
             ctx,
             403,
@@ -424,7 +426,7 @@ async fn serve(sh: &Shared, ctx: &Ctx, req: Request<Incoming>) -> Response<Full<
         );
     }
     if let Some(v) = &cmd5
-        && !protocol::content_md5_matches(v, &body)
+        && !wire::content_md5_matches(v, &body)
     {
         return error(
             ctx,
@@ -472,7 +474,7 @@ async fn serve(sh: &Shared, ctx: &Ctx, req: Request<Incoming>) -> Response<Full<
 }
 
 fn publish(sh: &Shared, ctx: &Ctx, ns: &str, topic: &str, text: &str) -> Response<Full<Bytes>> {
-    let msg = match PublishMessage::from_xml(text) {
+    let msg = match wire::publish_message_from_xml(text) {
         Ok(m) => m,
         Err(protocol::XmlError::Missing(what)) => {
             return error(
@@ -498,12 +500,11 @@ fn publish(sh: &Shared, ctx: &Ctx, ns: &str, topic: &str, text: &str) -> Respons
     match r {
         Ok((message_id, body_md5, receipt_handle)) => {
             sh.changed.notify_waiters();
-            let body = PublishResult {
+            let body = wire::publish_result_to_xml(&PublishResult {
                 message_id,
                 body_md5,
                 receipt_handle,
-            }
-            .to_xml();
+            });
             xml_response(ctx, StatusCode::CREATED, body)
         }
         Err(state::PublishRefused(why)) => error(ctx, 400, "InvalidArgument", &why),
@@ -578,11 +579,7 @@ async fn consume(
             Err(_) => return error(ctx, 500, "InternalError", "Internal state error."),
         };
         if !sel.messages.is_empty() {
-            return xml_response(
-                ctx,
-                StatusCode::OK,
-                protocol::messages_to_xml(&sel.messages),
-            );
+            return xml_response(ctx, StatusCode::OK, wire::messages_to_xml(&sel.messages));
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -632,7 +629,7 @@ fn ack(
             );
         }
     };
-    let handles = match protocol::receipt_handles_from_xml(text) {
+    let handles = match wire::receipt_handles_from_xml(text) {
         Ok(h) => h,
         Err(e) => {
             return error(
@@ -673,11 +670,7 @@ fn ack(
         add_common(ctx, r.headers_mut());
         return r;
     }
-    xml_response(
-        ctx,
-        StatusCode::NOT_FOUND,
-        protocol::ack_errors_to_xml(&errors),
-    )
+    xml_response(ctx, StatusCode::NOT_FOUND, wire::ack_errors_to_xml(&errors))
 }
 
 /// Command line of `aliyun-mq-emulator`.

@@ -171,7 +171,7 @@ impl State {
             .simple()
             .to_string()
             .to_ascii_uppercase();
-        let body_md5 = protocol::body_md5(&msg.body);
+        let body_md5 = super::wire::body_md5(&msg.body);
         let log = self
             .topics
             .entry((ns.to_string(), topic.to_string()))

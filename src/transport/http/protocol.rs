@@ -1,13 +1,17 @@
-//! The Aliyun MQ HTTP wire format, shared by the client and the emulator.
+//! The Aliyun MQ HTTP wire format: what the client sends and reads, and what both sides share.
 //!
-//! * Signing (spec §2): [`string_to_sign`], [`signature`], [`authorization`] and
-//!   [`verify_signature`] (constant time). `Content-MD5` is base64 of the lowercase *hex* MD5
-//!   ([`content_md5`]), as the Go and Node SDKs send it.
+//! * Signing (spec §2): [`string_to_sign`], [`signature`], [`authorization`]. `Content-MD5` is
+//!   base64 of the lowercase *hex* MD5 ([`content_md5`]), as the Go and Node SDKs send it.
 //! * Properties (spec §3): `k1:v1|k2:v2|` with no escaping; [`encode_properties`] rejects the
 //!   characters the format cannot carry, [`parse_properties`] follows the SDKs' lenient split.
-//! * XML (spec §1.3–§1.7): namespace-agnostic parsing of every document either side reads
-//!   (any child order, CDATA, entities, with or without a declaration), and writers that emit
-//!   what the SDKs accept (namespace `http://mq.aliyuncs.com/doc/v1` without a trailing slash).
+//! * XML (spec §1.3–§1.7): the element names and document types, the request bodies the client
+//!   writes (Go-style escaping, namespace `http://mq.aliyuncs.com/doc/v1` without a trailing
+//!   slash), and namespace-agnostic parsing of the responses it reads (any child order, CDATA,
+//!   entities, with or without a declaration) under one depth limit ([`MAX_XML_DEPTH`]).
+//!
+//! The server side of the same format (signature verification, the request parsers and the
+//! response writers) is the emulator's: `crate::emulator::wire`, built on the shared parsing
+//! helpers here, so a client build links none of it.
 //!
 //! Nothing here does I/O; every parser returns an error instead of panicking on bad input.
 
@@ -23,7 +27,7 @@ use sha1::Sha1;
 pub const MQ_VERSION: &str = "2015-06-06";
 /// Content type the client sends (Go SDK spelling) and the emulator answers with.
 pub const CONTENT_TYPE: &str = "text/xml;charset=utf-8";
-/// Namespace on every XML root element the emulator writes (no trailing slash: spec §1.7).
+/// Namespace on every XML root element either side writes (no trailing slash: spec §1.7).
 pub const XML_NS: &str = "http://mq.aliyuncs.com/doc/v1";
 /// Most receipt handles per ack request.
 pub const MAX_ACK_HANDLES: usize = 16;
@@ -52,7 +56,7 @@ pub const PROP_TRACE_ENCODING: &str = "dapr-trace-encoding";
 /// Characters no property key or value may contain (spec §3).
 pub const FORBIDDEN_PROPERTY_CHARS: [char; 7] = ['\'', '"', '<', '>', '&', ':', '|'];
 
-type HmacSha1 = Hmac<Sha1>;
+pub(crate) type HmacSha1 = Hmac<Sha1>;
 
 /// The inputs of a signature, exactly as they appear (or will appear) on the wire.
 #[derive(Debug, Clone, Copy)]
@@ -99,7 +103,8 @@ pub fn string_to_sign(input: &SignInput<'_>) -> String {
     s
 }
 
-fn mac(secret: &[u8], data: &str) -> HmacSha1 {
+/// HMAC-SHA1 of `data` under `secret` (for [`signature`] and the emulator's verification).
+pub(crate) fn mac(secret: &[u8], data: &str) -> HmacSha1 {
     // HMAC accepts keys of any length, so this cannot fail; fall back to an empty key
     // rather than panic if a future version ever changes that.
     let mut m = <HmacSha1 as KeyInit>::new_from_slice(secret)
@@ -126,26 +131,6 @@ pub fn authorization(access_key: &str, secret: &str, input: &SignInput<'_>) -> S
     )
 }
 
-/// Checks a base64 signature in constant time.
-pub fn verify_signature(secret: &str, string_to_sign: &str, provided_b64: &str) -> bool {
-    let Ok(provided) = B64.decode(provided_b64.trim()) else {
-        return false;
-    };
-    mac(secret.as_bytes(), string_to_sign)
-        .verify_slice(&provided)
-        .is_ok()
-}
-
-/// Splits `MQ <ak>:<sig>` into its parts.
-pub fn parse_authorization(value: &str) -> Option<(&str, &str)> {
-    let rest = value.strip_prefix("MQ ")?;
-    let (ak, sig) = rest.split_once(':')?;
-    if ak.is_empty() || sig.is_empty() {
-        return None;
-    }
-    Some((ak, sig))
-}
-
 /// Lowercase hex MD5.
 pub fn md5_hex(data: &[u8]) -> String {
     let digest = Md5::digest(data);
@@ -159,17 +144,6 @@ pub fn md5_hex(data: &[u8]) -> String {
 /// `Content-MD5` as the Go and Node SDKs send it: base64 of the lowercase hex MD5.
 pub fn content_md5(body: &[u8]) -> String {
     B64.encode(md5_hex(body))
-}
-
-/// Whether a `Content-MD5` value matches `body` (hex-then-base64, or RFC 1864 raw base64).
-pub fn content_md5_matches(value: &str, body: &[u8]) -> bool {
-    let value = value.trim();
-    value == content_md5(body) || value == B64.encode(Md5::digest(body))
-}
-
-/// `MessageBodyMD5`: uppercase hex MD5 of the UTF-8 body.
-pub fn body_md5(body: &str) -> String {
-    md5_hex(body.as_bytes()).to_ascii_uppercase()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -273,52 +247,35 @@ pub fn xml_text_ok(s: &str) -> bool {
     })
 }
 
+/// Escapes `& < >` as entities and every character `more` maps to its reference; the client
+/// and the emulator differ only in `more` (the emulator's is in `emulator::wire`).
+pub(crate) fn escape_text(s: &str, more: impl Fn(char) -> Option<&'static str>) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => match more(c) {
+                Some(r) => out.push_str(r),
+                None => out.push(c),
+            },
+        }
+    }
+    out
+}
+
 /// Escapes text Go-style (`encoding/xml`): `& < > " '` and `\r \n \t` as character
 /// references, so nothing is normalised away by the receiving parser.
 pub fn escape_request_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&#34;"),
-            '\'' => out.push_str("&#39;"),
-            '\r' => out.push_str("&#xD;"),
-            '\n' => out.push_str("&#xA;"),
-            '\t' => out.push_str("&#x9;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Escapes text the way the emulator answers (spec §6.1): `&amp; &lt; &gt;` and `\r` as
-/// `&#13;`.
-pub fn escape_response_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-const DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
-
-fn elem(out: &mut String, name: &str, text: &str) {
-    out.push('<');
-    out.push_str(name);
-    out.push('>');
-    out.push_str(&escape_response_text(text));
-    out.push_str("</");
-    out.push_str(name);
-    out.push('>');
+    escape_text(s, |c| match c {
+        '"' => Some("&#34;"),
+        '\'' => Some("&#39;"),
+        '\r' => Some("&#xD;"),
+        '\n' => Some("&#xA;"),
+        '\t' => Some("&#x9;"),
+        _ => None,
+    })
 }
 
 /// A message to publish.
@@ -355,20 +312,6 @@ impl PublishMessage {
         out.push_str("</Message>");
         out
     }
-
-    /// Parses a publish request body (any SDK's layout).
-    pub fn from_xml(xml: &str) -> Result<Self, XmlError> {
-        let doc = parse(xml)?;
-        let root = expect_root(&doc, "Message")?;
-        let body = child_text(root, "MessageBody").ok_or(XmlError::Missing("MessageBody"))?;
-        let tag = child_text(root, "MessageTag").filter(|t| !t.is_empty());
-        let properties = child_text(root, "Properties").unwrap_or_default();
-        Ok(PublishMessage {
-            body,
-            tag,
-            properties,
-        })
-    }
 }
 
 /// The publish response.
@@ -383,19 +326,6 @@ pub struct PublishResult {
 }
 
 impl PublishResult {
-    /// The emulator's response body.
-    pub fn to_xml(&self) -> String {
-        let mut out = String::from(DECL);
-        let _ = write!(out, "<Message xmlns=\"{XML_NS}\">");
-        elem(&mut out, "MessageId", &self.message_id);
-        elem(&mut out, "MessageBodyMD5", &self.body_md5);
-        if let Some(h) = &self.receipt_handle {
-            elem(&mut out, "ReceiptHandle", h);
-        }
-        out.push_str("</Message>");
-        out
-    }
-
     /// Parses a publish response.
     pub fn from_xml(xml: &str) -> Result<Self, XmlError> {
         let doc = parse(xml)?;
@@ -436,40 +366,6 @@ pub struct ReceivedMessage {
     pub properties: String,
 }
 
-/// Renders a consume response.
-pub fn messages_to_xml(msgs: &[ReceivedMessage]) -> String {
-    let mut out = String::from(DECL);
-    let _ = write!(out, "<Messages xmlns=\"{XML_NS}\">");
-    for m in msgs {
-        out.push_str("<Message>");
-        elem(&mut out, "MessageId", &m.message_id);
-        elem(&mut out, "ReceiptHandle", &m.receipt_handle);
-        elem(&mut out, "MessageBodyMD5", &m.body_md5);
-        elem(&mut out, "MessageBody", &m.body);
-        elem(&mut out, "PublishTime", &m.publish_time.to_string());
-        elem(
-            &mut out,
-            "FirstConsumeTime",
-            &m.first_consume_time.to_string(),
-        );
-        elem(
-            &mut out,
-            "NextConsumeTime",
-            &m.next_consume_time.to_string(),
-        );
-        elem(&mut out, "ConsumedTimes", &m.consumed_times.to_string());
-        if let Some(tag) = m.tag.as_deref().filter(|t| !t.is_empty()) {
-            elem(&mut out, "MessageTag", tag);
-        }
-        if !m.properties.is_empty() {
-            elem(&mut out, "Properties", &m.properties);
-        }
-        out.push_str("</Message>");
-    }
-    out.push_str("</Messages>");
-    out
-}
-
 /// Parses a consume response (`<Messages>`; zero messages is allowed).
 pub fn messages_from_xml(xml: &str) -> Result<Vec<ReceivedMessage>, XmlError> {
     let doc = parse(xml)?;
@@ -482,10 +378,7 @@ pub fn messages_from_xml(xml: &str) -> Result<Vec<ReceivedMessage>, XmlError> {
         }
     };
     let mut out = Vec::new();
-    for m in root
-        .children()
-        .filter(|n| n.is_element() && n.tag_name().name() == "Message")
-    {
+    for m in children_named(root, "Message") {
         let message_id = child_text(m, "MessageId")
             .filter(|s| !s.is_empty())
             .ok_or(XmlError::Missing("MessageId"))?;
@@ -521,17 +414,6 @@ pub fn receipt_handles_to_xml<S: AsRef<str>>(handles: &[S]) -> String {
     out
 }
 
-/// Parses an ack request body.
-pub fn receipt_handles_from_xml(xml: &str) -> Result<Vec<String>, XmlError> {
-    let doc = parse(xml)?;
-    let root = expect_root(&doc, "ReceiptHandles")?;
-    Ok(root
-        .children()
-        .filter(|n| n.is_element() && n.tag_name().name() == "ReceiptHandle")
-        .map(text_of)
-        .collect())
-}
-
 /// A request-level error (`<Error>`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErrorBody {
@@ -546,18 +428,6 @@ pub struct ErrorBody {
 }
 
 impl ErrorBody {
-    /// Renders it with all four elements (spec §1.7).
-    pub fn to_xml(&self) -> String {
-        let mut out = String::from(DECL);
-        let _ = write!(out, "<Error xmlns=\"{XML_NS}\">");
-        elem(&mut out, "Code", &self.code);
-        elem(&mut out, "Message", &self.message);
-        elem(&mut out, "RequestId", &self.request_id);
-        elem(&mut out, "HostId", &self.host_id);
-        out.push_str("</Error>");
-        out
-    }
-
     /// Parses an `<Error>` document.
     pub fn from_xml(xml: &str) -> Result<Self, XmlError> {
         let doc = parse(xml)?;
@@ -582,28 +452,11 @@ pub struct AckError {
     pub receipt_handle: String,
 }
 
-/// Renders an `<Errors>` list.
-pub fn ack_errors_to_xml(errors: &[AckError]) -> String {
-    let mut out = String::from(DECL);
-    let _ = write!(out, "<Errors xmlns=\"{XML_NS}\">");
-    for e in errors {
-        out.push_str("<Error>");
-        elem(&mut out, "ErrorCode", &e.code);
-        elem(&mut out, "ErrorMessage", &e.message);
-        elem(&mut out, "ReceiptHandle", &e.receipt_handle);
-        out.push_str("</Error>");
-    }
-    out.push_str("</Errors>");
-    out
-}
-
 /// Parses an `<Errors>` list.
 pub fn ack_errors_from_xml(xml: &str) -> Result<Vec<AckError>, XmlError> {
     let doc = parse(xml)?;
     let root = expect_root(&doc, "Errors")?;
-    Ok(root
-        .children()
-        .filter(|n| n.is_element() && n.tag_name().name() == "Error")
+    Ok(children_named(root, "Error")
         .map(|e| AckError {
             code: child_text(e, "ErrorCode").unwrap_or_default(),
             message: child_text(e, "ErrorMessage").unwrap_or_default(),
@@ -705,7 +558,8 @@ fn nesting_depth(xml: &str, limit: usize) -> usize {
     max
 }
 
-fn parse(xml: &str) -> Result<roxmltree::Document<'_>, XmlError> {
+/// Parses a document with the depth limit and without DTDs (every reader, either side).
+pub(crate) fn parse(xml: &str) -> Result<roxmltree::Document<'_>, XmlError> {
     if nesting_depth(xml, MAX_XML_DEPTH) > MAX_XML_DEPTH {
         return Err(XmlError::Malformed(format!(
             "elements nested deeper than {MAX_XML_DEPTH} levels"
@@ -719,7 +573,8 @@ fn parse(xml: &str) -> Result<roxmltree::Document<'_>, XmlError> {
         .map_err(|e| XmlError::Malformed(e.to_string()))
 }
 
-fn expect_root<'a, 'i>(
+/// The root element, if it is `expected`.
+pub(crate) fn expect_root<'a, 'i>(
     doc: &'a roxmltree::Document<'i>,
     expected: &'static str,
 ) -> Result<roxmltree::Node<'a, 'i>, XmlError> {
@@ -734,14 +589,24 @@ fn expect_root<'a, 'i>(
 }
 
 /// All text (including CDATA) directly inside `node`, concatenated.
-fn text_of(node: roxmltree::Node<'_, '_>) -> String {
+pub(crate) fn text_of(node: roxmltree::Node<'_, '_>) -> String {
     node.children()
         .filter(|c| c.is_text())
         .filter_map(|c| c.text())
         .collect()
 }
 
-fn child_text(node: roxmltree::Node<'_, '_>, name: &str) -> Option<String> {
+/// The child elements of `node` called `name`, in document order.
+pub(crate) fn children_named<'a, 'i: 'a>(
+    node: roxmltree::Node<'a, 'i>,
+    name: &'static str,
+) -> impl Iterator<Item = roxmltree::Node<'a, 'i>> {
+    node.children()
+        .filter(move |n| n.is_element() && n.tag_name().name() == name)
+}
+
+/// The text of `node`'s first child element called `name`.
+pub(crate) fn child_text(node: roxmltree::Node<'_, '_>, name: &str) -> Option<String> {
     node.children()
         .find(|c| c.is_element() && c.tag_name().name() == name)
         .map(text_of)
@@ -767,7 +632,7 @@ mod tests {
             let x = nested(depth, "Messages");
             let e = messages_from_xml(&x).unwrap_err();
             assert!(e.to_string().contains("nested deeper than 32"), "{e}");
-            assert!(PublishMessage::from_xml(&nested(depth, "Message")).is_err());
+            assert!(PublishResult::from_xml(&nested(depth, "Message")).is_err());
             assert_eq!(root_name(&x), None);
         }
         // Just inside the limit still parses (root + 31 levels).
@@ -812,18 +677,6 @@ mod tests {
             content_md5(b""),
             "ZDQxZDhjZDk4ZjAwYjIwNGU5ODAwOTk4ZWNmODQyN2U="
         );
-        let sts = string_to_sign(&input);
-        assert!(verify_signature(
-            "TestSecretKey0123456789abcdef",
-            &sts,
-            "vMgw6QBrKUfBknrLKoyotl+6l5c="
-        ));
-        assert!(!verify_signature(
-            "wrong",
-            &sts,
-            "vMgw6QBrKUfBknrLKoyotl+6l5c="
-        ));
-        assert!(!verify_signature("x", &sts, "not base64!"));
     }
 
     #[test]
