@@ -413,6 +413,21 @@ pub fn parse_bool(key: &'static str, v: &str) -> Result<bool, MetadataError> {
     }
 }
 
+/// `v` when it is an `http://` or `https://` URL with something after the scheme, else
+/// [`invalid`] for `key` with `expected`.
+pub fn parse_http_url<'v>(
+    key: &'static str,
+    v: &'v str,
+    expected: &str,
+) -> Result<&'v str, MetadataError> {
+    let ok = (v.starts_with("http://") || v.starts_with("https://")) && v.len() > "https://".len();
+    if ok {
+        Ok(v)
+    } else {
+        Err(invalid(key, v, expected))
+    }
+}
+
 /// An integer within `min..=max`.
 pub fn parse_int(key: &'static str, v: &str, min: i64, max: i64) -> Result<i64, MetadataError> {
     match v.trim().parse::<i64>() {

@@ -143,10 +143,10 @@ pub async fn outcome(rx: OutcomeReceiver) -> Outcome {
     })
 }
 
-/// What is left of `deadline` now (zero once it passed); a step of `ping` or `close` waits
-/// at most `cap.min(time_left(deadline))`.
-pub fn time_left(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
+/// How long one step of `ping` or `close` may wait: its own `cap`, or what is left of
+/// `deadline` when that is less (zero once the deadline passed).
+pub fn within(cap: Duration, deadline: Instant) -> Duration {
+    cap.min(deadline.saturating_duration_since(Instant::now()))
 }
 
 /// Transport failures. Mapped to gRPC codes in [`crate::error`].

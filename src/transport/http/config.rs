@@ -7,24 +7,21 @@
 //! endpoint and both keys, and clustering; [`super::open`] relies on that.
 
 use crate::metadata::{
-    AccessProto, ConsumerModel, MetadataError, Props, Settings, invalid, parse_int,
+    AccessProto, ConsumerModel, MetadataError, Props, Settings, invalid, parse_http_url, parse_int,
 };
 
 /// The [`Owner::Http`](crate::metadata::Owner::Http) keys, and the http rules when `accessProto` is http, into `s`.
 pub fn decode(p: &Props<'_>, s: &mut Settings) -> Result<(), MetadataError> {
     s.endpoint = match p.get("endpoint") {
-        Some(v) => {
-            let ok = (v.starts_with("http://") || v.starts_with("https://"))
-                && v.len() > "https://".len();
-            if !ok {
-                return Err(invalid(
-                    "endpoint",
-                    v,
-                    "an http:// or https:// URL such as http://<id>.mqrest.cn-hangzhou.aliyuncs.com",
-                ));
-            }
-            Some(v.trim_end_matches('/').to_string())
-        }
+        Some(v) => Some(
+            parse_http_url(
+                "endpoint",
+                v,
+                "an http:// or https:// URL such as http://<id>.mqrest.cn-hangzhou.aliyuncs.com",
+            )?
+            .trim_end_matches('/')
+            .to_string(),
+        ),
         None => None,
     };
     if s.access_proto != AccessProto::Http {

@@ -225,7 +225,7 @@ impl Transport for HttpTransport {
             Role::Input => self.settings.consumer_group.as_str(),
             Role::Output => self.settings.producer_group.as_str(),
         };
-        let timeout = PING_TIMEOUT.min(super::time_left(deadline));
+        let timeout = super::within(PING_TIMEOUT, deadline);
         let r = self
             .client
             .ack(

@@ -9,7 +9,7 @@
 use crate::metadata::{
     AccessProto, DEFAULT_PULL_THRESHOLD_FOR_QUEUE, DEFAULT_PULL_THRESHOLD_FOR_TOPIC,
     DEFAULT_PULL_THRESHOLD_SIZE_FOR_QUEUE, MetadataError, Props, Settings, Subscription, invalid,
-    parse_int, parse_name_servers,
+    parse_http_url, parse_int, parse_name_servers,
 };
 
 /// The [`Owner::Tcp`](crate::metadata::Owner::Tcp) keys (and, for tcp, `consumerBatchSize`) into `s`.
@@ -19,18 +19,14 @@ pub fn decode(p: &Props<'_>, s: &mut Settings) -> Result<(), MetadataError> {
         None => Vec::new(),
     };
     s.name_server_domain = match p.get("nameServerDomain") {
-        Some(v) => {
-            let ok = (v.starts_with("http://") || v.starts_with("https://"))
-                && v.len() > "https://".len();
-            if !ok {
-                return Err(invalid(
-                    "nameServerDomain",
-                    v,
-                    "an http:// or https:// URL of an address server",
-                ));
-            }
-            Some(v.to_string())
-        }
+        Some(v) => Some(
+            parse_http_url(
+                "nameServerDomain",
+                v,
+                "an http:// or https:// URL of an address server",
+            )?
+            .to_string(),
+        ),
         None => None,
     };
     if s.access_proto == AccessProto::Tcp

@@ -206,23 +206,14 @@ impl Transport for TcpConsumer {
 
     async fn close(&self, deadline: Instant) {
         let c = &self.client;
-        if c.closed.is_cancelled() {
-            return;
-        }
         // Unblocks every listener waiting on the app: they answer "reconsume later", so
         // nothing unconfirmed is committed.
-        c.closed.cancel();
-        // Waits for a start in progress (one that begins now sees `closed` and fails), until
-        // the deadline.
-        let running = tokio::time::timeout_at(
-            deadline,
-            self.running
-                .get_or_try_init(|| async { Err(TransportError::Closed) }),
-        )
-        .await;
-        match running {
-            Ok(Ok(Running::Pull(p))) => p.close(RELEASE_WAIT, deadline).await,
-            Ok(Ok(Running::Orderly { consumer, listener })) => {
+        if !c.begin_close() {
+            return;
+        }
+        match c.started_by(&self.running, deadline).await {
+            Some(Running::Pull(p)) => p.close(RELEASE_WAIT, deadline).await,
+            Some(Running::Orderly { consumer, listener }) => {
                 // Let the released listener calls return and the client hand those messages
                 // back to the broker (retry topic) before the consumer stops and persists its
                 // offsets; otherwise a message still in its process queue holds the committed
@@ -246,10 +237,7 @@ impl Transport for TcpConsumer {
                     tracing::warn!(instance = %c.instance, "consumer shutdown cut off at the close deadline");
                 }
             }
-            Ok(Err(_)) => {}
-            Err(_) => {
-                tracing::warn!(instance = %c.instance, "consumer still starting at the close deadline")
-            }
+            None => {}
         }
         c.shutdown_host(deadline).await;
     }

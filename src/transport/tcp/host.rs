@@ -101,7 +101,7 @@ impl ClientHost {
             Ok(_) => {}
             Err(_) => tracing::debug!("client runtime shutdown cut off at the close deadline"),
         }
-        let wait = TASK_SHUTDOWN.min(crate::transport::time_left(deadline));
+        let wait = crate::transport::within(TASK_SHUTDOWN, deadline);
         let report = self.context.shutdown_tasks(wait).await;
         if !report.is_healthy() {
             tracing::debug!(report = %report.to_json(), "client task shutdown report");

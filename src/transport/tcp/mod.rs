@@ -105,7 +105,7 @@ use rocketmq_client_rust::ClientConfig;
 use tokio::{sync::OnceCell, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::{Transport, TransportError, time_left};
+use super::{Transport, TransportError, within};
 use crate::metadata::{Role, Settings};
 
 pub use output::fnv1a_32;
@@ -127,11 +127,6 @@ const RELEASE_WAIT: Duration = Duration::from_secs(2);
 const SEND_BACK_GRACE: Duration = Duration::from_millis(300);
 /// How long a consumer start (on the first Read; no daprd deadline) may take.
 const CONSUMER_START_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// `cap`, or what is left of `deadline` when that is less.
-fn within(cap: Duration, deadline: Instant) -> Duration {
-    cap.min(time_left(deadline))
-}
 
 static CLIENT_SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -277,6 +272,31 @@ impl Client {
             .await?;
         probe::probe_any(&addrs, PROBE_TIMEOUT, deadline).await?;
         Ok(addrs)
+    }
+
+    /// Begins closing (every start from now on fails with `Closed`); `false` when a close
+    /// already began, so the caller has nothing left to do.
+    fn begin_close(&self) -> bool {
+        if self.closed.is_cancelled() {
+            return false;
+        }
+        self.closed.cancel();
+        true
+    }
+
+    /// The role's client in `cell` once a start in progress ended, waiting for it until
+    /// `deadline` (a start beginning now sees `closed` and fails); `None` when none started
+    /// or it was still starting at the deadline.
+    async fn started_by<'a, T>(&self, cell: &'a OnceCell<T>, deadline: Instant) -> Option<&'a T> {
+        let init = cell.get_or_try_init(|| async { Err(TransportError::Closed) });
+        match tokio::time::timeout_at(deadline, init).await {
+            Ok(Ok(started)) => Some(started),
+            Ok(Err(_)) => None,
+            Err(_) => {
+                tracing::warn!(instance = %self.instance, "client still starting at the close deadline");
+                None
+            }
+        }
     }
 
     /// Shuts the client runtime down, after the role's clients have stopped, by `deadline`.

@@ -117,7 +117,7 @@ pub async fn probe_any(
 ) -> Result<(), TransportError> {
     let mut last = String::from("no name server configured");
     for addr in addrs {
-        let timeout = cap.min(crate::transport::time_left(deadline));
+        let timeout = crate::transport::within(cap, deadline);
         if timeout.is_zero() {
             last = format!("{addr}: not tried, the probe's deadline passed");
             break;

@@ -154,23 +154,16 @@ impl Transport for TcpProducer {
 
     async fn close(&self, deadline: Instant) {
         let c = &self.client;
-        if c.closed.is_cancelled() {
+        if !c.begin_close() {
             return;
         }
-        c.closed.cancel();
-        // Waits for a start in progress (one that begins now sees `closed` and fails), then
-        // for the sends in flight, both until the deadline.
-        let started = tokio::time::timeout_at(
-            deadline,
-            self.producer
-                .get_or_try_init(|| async { Err(TransportError::Closed) }),
-        )
-        .await;
+        // Waits for a start in progress, then for the sends in flight, both until the deadline.
+        let started = c.started_by(&self.producer, deadline).await;
         let drained = tokio::time::timeout_at(deadline, self.in_flight.write()).await;
         if drained.is_err() {
             tracing::warn!(instance = %c.instance, "sends still in flight at the close deadline");
         }
-        if let Ok(Ok(p)) = started {
+        if let Some(p) = started {
             // A clone shares the started producer (its state sits behind `Arc`s).
             let mut p = p.clone();
             if tokio::time::timeout_at(deadline, p.shutdown())

@@ -660,7 +660,7 @@ impl PullInput {
     /// `release_wait` of it.
     pub async fn close(&self, release_wait: Duration, deadline: Instant) {
         self.tasks.close();
-        let settling = release_wait.min(crate::transport::time_left(deadline));
+        let settling = crate::transport::within(release_wait, deadline);
         if tokio::time::timeout(settling, self.tasks.wait())
             .await
             .is_err()
