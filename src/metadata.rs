@@ -237,6 +237,9 @@ pub struct Settings {
     pub pull_threshold_size_for_queue: u32,
     /// `pullThresholdForTopic` (tcp): messages cached over all queues before pulling pauses.
     pub pull_threshold_for_all: u32,
+    /// `maxSendBatch` (tcp output): messages per batch when concurrent `create`s of one topic
+    /// are coalesced; 1 sends every `create` alone.
+    pub max_send_batch: u32,
     /// `backOff*` (accepted, see [`BackOff`]).
     pub back_off: BackOff,
     /// Keys present but not known to this binding (names only), e.g. `direction`, `route`.
@@ -250,6 +253,8 @@ pub const DEFAULT_PULL_THRESHOLD_FOR_QUEUE: u32 = 1000;
 pub const DEFAULT_PULL_THRESHOLD_SIZE_FOR_QUEUE: u32 = 2;
 /// Default of `pullThresholdForTopic` (messages over all queues).
 pub const DEFAULT_PULL_THRESHOLD_FOR_TOPIC: u32 = 4000;
+/// Default of `maxSendBatch` (messages per coalesced batch send).
+pub const DEFAULT_MAX_SEND_BATCH: u32 = 64;
 
 /// Who decodes a key: this module (common and Dapr-level keys) or a transport's config
 /// module (`src/transport/<name>/config.rs`).
@@ -341,6 +346,7 @@ pub const KEYS: &[Key] = {
         key("pullThresholdForQueue", Tcp, Some("1000")),
         key("pullThresholdSizeForQueue", Tcp, Some("2")),
         key("pullThresholdForTopic", Tcp, Some("4000")),
+        key("maxSendBatch", Tcp, Some("64")),
         key("backOffPolicy", Dapr, Some("\"constant\"")),
         key("backOffDuration", Dapr, Some("\"5s\"")),
         key("backOffInitialInterval", Dapr, None),
@@ -893,6 +899,7 @@ impl Settings {
             pull_threshold_for_queue: DEFAULT_PULL_THRESHOLD_FOR_QUEUE,
             pull_threshold_size_for_queue: DEFAULT_PULL_THRESHOLD_SIZE_FOR_QUEUE,
             pull_threshold_for_all: DEFAULT_PULL_THRESHOLD_FOR_TOPIC,
+            max_send_batch: DEFAULT_MAX_SEND_BATCH,
             back_off,
             ignored_keys,
         })
@@ -959,6 +966,7 @@ impl Settings {
             "pullThresholdForQueue" => self.pull_threshold_for_queue.to_string(),
             "pullThresholdSizeForQueue" => self.pull_threshold_size_for_queue.to_string(),
             "pullThresholdForTopic" => self.pull_threshold_for_all.to_string(),
+            "maxSendBatch" => self.max_send_batch.to_string(),
             "backOffPolicy" => q(&self.back_off.policy),
             "backOffDuration" => dur(self.back_off.duration),
             "backOffMaxRetries" => self.back_off.max_retries.to_string(),

@@ -157,6 +157,10 @@ pub mod metrics {
     /// Broker acknowledgements that failed (http: `<Errors>` entries and ack requests that
     /// failed three times; tcp confirms inside the client crate, which does not report them).
     pub const BROKER_ACK_FAILURES: &str = "rocketmq_binding_broker_ack_failures_total";
+    /// Batch sends of coalesced `create`s (two or more messages each).
+    pub const SEND_BATCHES: &str = "rocketmq_binding_send_batches_total";
+    /// Messages that left in those batches.
+    pub const BATCHED_MESSAGES: &str = "rocketmq_binding_batched_messages_total";
 
     /// Installs the Prometheus recorder once per process and returns its handle.
     pub fn install() -> PrometheusHandle {
@@ -194,6 +198,8 @@ pub mod metrics {
         describe_gauge!(IN_FLIGHT, "unacknowledged deliveries on Read streams");
         describe_gauge!(READ_STREAMS, "open Read streams");
         describe_counter!(RECONNECTS, "transport recoveries after broker trouble");
+        describe_counter!(SEND_BATCHES, "batch sends of coalesced creates");
+        describe_counter!(BATCHED_MESSAGES, "messages sent in batches of coalesced creates");
         describe_counter!(BROKER_ACK_FAILURES, "broker acknowledgements that failed");
     }
 
@@ -285,6 +291,14 @@ pub mod metrics {
     pub fn reconnected(instance: &str, transport: &'static str) {
         counter!(RECONNECTS, "instance" => instance.to_string(), "transport" => transport)
             .increment(1);
+    }
+
+    /// `n` coalesced messages left as one batch send.
+    pub fn batch_sent(instance: &str, transport: &'static str, n: usize) {
+        counter!(SEND_BATCHES, "instance" => instance.to_string(), "transport" => transport)
+            .increment(1);
+        counter!(BATCHED_MESSAGES, "instance" => instance.to_string(), "transport" => transport)
+            .increment(n as u64);
     }
 
     /// A broker acknowledgement failed.

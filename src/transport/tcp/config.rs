@@ -1,13 +1,14 @@
 //! Settings only the tcp transport reads, decoded here (the common and Dapr-level keys are
 //! [`crate::metadata`]'s): the name servers (`nameServer`, `nameServerDomain`), the SQL92
 //! filter (`rocketmq-sub-type`, `rocketmq-sub-expression`), the consumer's cache bounds
-//! (`pullThreshold*`), `consumeMessageBatchMaxSize`, and `consumerBatchSize`'s tcp range.
+//! (`pullThreshold*`), `consumeMessageBatchMaxSize`, the output's `maxSendBatch`, and
+//! `consumerBatchSize`'s tcp range.
 //!
 //! The values land in the plain [`Settings`] fields of the same names; the keys are the
 //! [`Owner::Tcp`](crate::metadata::Owner::Tcp) rows of [`crate::metadata::KEYS`].
 
 use crate::metadata::{
-    AccessProto, DEFAULT_PULL_THRESHOLD_FOR_QUEUE, DEFAULT_PULL_THRESHOLD_FOR_TOPIC,
+    AccessProto, DEFAULT_MAX_SEND_BATCH, DEFAULT_PULL_THRESHOLD_FOR_QUEUE, DEFAULT_PULL_THRESHOLD_FOR_TOPIC,
     DEFAULT_PULL_THRESHOLD_SIZE_FOR_QUEUE, MetadataError, Props, Settings, Subscription, invalid,
     parse_http_url, parse_int, parse_name_servers,
 };
@@ -59,6 +60,10 @@ pub fn decode(p: &Props<'_>, s: &mut Settings) -> Result<(), MetadataError> {
     s.pull_threshold_for_all = match p.get("pullThresholdForTopic") {
         Some(v) => parse_int("pullThresholdForTopic", v, 1, 1_000_000)? as u32,
         None => DEFAULT_PULL_THRESHOLD_FOR_TOPIC,
+    };
+    s.max_send_batch = match p.get("maxSendBatch") {
+        Some(v) => parse_int("maxSendBatch", v, 1, 1024)? as u32,
+        None => DEFAULT_MAX_SEND_BATCH,
     };
     Ok(())
 }

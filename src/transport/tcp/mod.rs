@@ -72,6 +72,7 @@
 //! Secrets are never logged or put into errors.
 
 mod acl;
+mod coalesce;
 mod compat;
 pub mod config;
 mod consumer;

@@ -35,6 +35,8 @@ pub struct PlannedSend {
     pub topic: String,
     pub message: Message,
     pub sharding_key: Option<String>,
+    /// Carries a delay level or a delivery time (never batched).
+    pub delayed: bool,
 }
 
 impl std::fmt::Debug for PlannedSend {
@@ -46,9 +48,10 @@ impl std::fmt::Debug for PlannedSend {
     }
 }
 
-/// Why one send failed.
+/// Why one send failed (shared by the members of a failed batch).
+#[derive(Clone)]
 pub enum SendFailure {
-    Client(ClientError),
+    Client(Arc<ClientError>),
     TimedOut,
     NoResult,
 }
@@ -352,6 +355,7 @@ pub fn plan(
             topic,
             message,
             sharding_key: sharding_key.clone(),
+            delayed: delay.is_some(),
         });
     }
     Ok(out)
@@ -381,7 +385,25 @@ pub async fn send_one(
     match tokio::time::timeout(outer, fut).await {
         Ok(Ok(Some(r))) => Ok(r),
         Ok(Ok(None)) => Err(SendFailure::NoResult),
-        Ok(Err(e)) => Err(SendFailure::Client(e)),
+        Ok(Err(e)) => Err(SendFailure::Client(Arc::new(e))),
+        Err(_) => Err(SendFailure::TimedOut),
+    }
+}
+
+/// Sends `messages` (one topic, none delayed) as one batch within `timeout`; the result is
+/// the batch's (comma-joined ids, the first message's queue offset).
+pub async fn send_many(
+    producer: &DefaultMQProducer,
+    messages: Vec<Message>,
+    timeout: Duration,
+) -> Result<SendResult, SendFailure> {
+    let ms = timeout.as_millis() as u64;
+    let outer = timeout + Duration::from_millis(500);
+    let fut: Pin<Box<dyn Future<Output = ClientResult<SendResult>> + Send + '_>> =
+        Box::pin(producer.send_batch_with_timeout(messages, ms));
+    match tokio::time::timeout(outer, fut).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(SendFailure::Client(Arc::new(e))),
         Err(_) => Err(SendFailure::TimedOut),
     }
 }

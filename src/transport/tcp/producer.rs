@@ -8,7 +8,7 @@
 use std::{
     collections::HashSet,
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
 };
@@ -20,6 +20,7 @@ use tokio::{
     time::Instant,
 };
 
+use super::coalesce::{self, Coalescer};
 use super::{Client, DOMAIN_FETCH_TIMEOUT, START_TIMEOUT, acl, compat, errors, output, within};
 use crate::transport::{Delivery, OutboundMessage, SendReceipt, Transport, TransportError};
 
@@ -36,12 +37,16 @@ pub(super) struct TcpProducer {
     /// The last send failed because no broker could be reached (a later success counts as a
     /// reconnect in the metrics).
     send_failing: AtomicBool,
+    /// Concurrent sends of one topic leave as batches (`maxSendBatch`).
+    coalescer: Arc<Coalescer>,
 }
 
 impl TcpProducer {
     pub(super) fn new(client: Client) -> TcpProducer {
+        let coalescer = Coalescer::new(&client.instance, client.settings.max_send_batch as usize);
         TcpProducer {
             client,
+            coalescer,
             producer: OnceCell::new(),
             in_flight: RwLock::new(()),
             known_topics: Mutex::new(HashSet::new()),
@@ -103,7 +108,14 @@ impl Transport for TcpProducer {
                 .lock()
                 .map(|k| k.contains(&topic))
                 .unwrap_or(false);
-            let sent = output::send_one(producer, one, c.settings.send_timeout).await;
+            let compress_over = producer.compress_msg_body_over_howmuch() as usize;
+            let sent = if self.coalescer.enabled() && coalesce::eligible(&one, compress_over) {
+                self.coalescer
+                    .send(producer, one, c.settings.send_timeout)
+                    .await
+            } else {
+                output::send_one(producer, one, c.settings.send_timeout).await
+            };
             let unavailable = matches!(sent, Err(output::SendFailure::TimedOut))
                 || matches!(&sent, Err(output::SendFailure::Client(e))
                     if matches!(errors::map(e, &c.target(), Some(&topic), known), TransportError::Unavailable { .. }));
