@@ -26,4 +26,5 @@ cargo test --locked --test tcp_transport "$@" -- \
   sharding_keys_keep_order_with_consume_orderly delay_level_and_deliver_after_are_honoured \
   every_third_nacked_is_redelivered_once_then_never_again exhausted_retries_land_in_the_dlq \
   acl_right_keys_work_wrong_secret_is_a_clear_error instance_ids_with_the_same_topic_never_cross \
-  broker_limits_are_checked_locally_with_the_brokers_numbers
+  broker_limits_are_checked_locally_with_the_brokers_numbers \
+  concurrent_creates_are_coalesced_and_keep_their_own_receipts

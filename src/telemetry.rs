@@ -199,7 +199,10 @@ pub mod metrics {
         describe_gauge!(READ_STREAMS, "open Read streams");
         describe_counter!(RECONNECTS, "transport recoveries after broker trouble");
         describe_counter!(SEND_BATCHES, "batch sends of coalesced creates");
-        describe_counter!(BATCHED_MESSAGES, "messages sent in batches of coalesced creates");
+        describe_counter!(
+            BATCHED_MESSAGES,
+            "messages sent in batches of coalesced creates"
+        );
         describe_counter!(BROKER_ACK_FAILURES, "broker acknowledgements that failed");
     }
 

@@ -1233,3 +1233,150 @@ async fn broker_limits_are_checked_locally_with_the_brokers_numbers() {
     assert!(after < Duration::from_secs(10), "{after:?}");
     assert!(rs.next_within(Duration::from_secs(2)).await.is_none());
 }
+
+/// `maxSendBatch`: concurrent creates of one topic leave as batch sends (the metric counts
+/// them), yet every create's receipt is its own message: its id, queue and offset are where
+/// the consumer finds it, with its own body, tag, keys and properties. A second Component
+/// with `maxSendBatch: 1` under the same load sends no batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_are_coalesced_and_keep_their_own_receipts() {
+    const TASKS: usize = 48;
+    const EACH: usize = 25;
+    let metrics = rocketmq_binding::telemetry::metrics::install();
+    let (_d, daprd) = daemon().await;
+    let topic = unique("co");
+    let group = unique("g");
+    let (batched, single) = (unique("co-out"), unique("co-one"));
+    daprd
+        .init_output(&batched, output_props(&[]))
+        .await
+        .unwrap();
+    daprd
+        .init_output(&single, output_props(&[("maxSendBatch", "1")]))
+        .await
+        .unwrap();
+    let to = [("rocketmq-topic", topic.as_str())];
+    daprd
+        .invoke(&batched, "create", b"warm-up", &to)
+        .await
+        .unwrap();
+
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let (daprd, topic, name) = (daprd.clone(), topic.clone(), batched.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut receipts = Vec::new();
+            for k in 0..EACH {
+                let i = task * EACH + k;
+                let (idx, tag, key) = (i.to_string(), format!("T{}", i % 3), format!("k{i}"));
+                let md = [
+                    ("rocketmq-topic", topic.as_str()),
+                    ("rocketmq-tag", tag.as_str()),
+                    ("rocketmq-key", key.as_str()),
+                    ("rocketmq-property-idx", idx.as_str()),
+                ];
+                let r = daprd
+                    .invoke(&name, "create", &body_of(i), &md)
+                    .await
+                    .unwrap_or_else(|e| panic!("create {i}: {e}"));
+                receipts.push((i, r.metadata));
+            }
+            receipts
+        }));
+    }
+    let mut receipts: HashMap<usize, HashMap<String, String>> = HashMap::new();
+    for t in tasks {
+        receipts.extend(t.await.unwrap());
+    }
+    let took = t.elapsed();
+    let n = TASKS * EACH;
+    let text = metrics.render();
+    let inst = format!("instance=\"{batched}\"");
+    let batches = common::metric_sample(&text, "rocketmq_binding_send_batches_total", &[&inst]);
+    let in_batches =
+        common::metric_sample(&text, "rocketmq_binding_batched_messages_total", &[&inst]);
+    println!(
+        "SCENARIO coalesce: {n} creates from {TASKS} callers in {:.2}s ({:.0}/s); {batches} batch sends carried {in_batches} of them",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64()
+    );
+    assert!(batches >= 1.0, "no batch send at concurrency {TASKS}");
+    assert!(in_batches >= 2.0 * batches && in_batches <= n as f64);
+
+    // Each receipt names a distinct message and a distinct place.
+    let ids: HashSet<&String> = receipts
+        .values()
+        .map(|r| &r["rocketmq-message-id"])
+        .collect();
+    assert_eq!(ids.len(), n, "message ids are per create");
+    let place = |r: &HashMap<String, String>| {
+        (
+            r["rocketmq-broker-name"].clone(),
+            r["rocketmq-queue-id"].clone(),
+            r["rocketmq-queue-offset"].clone(),
+        )
+    };
+    let places: HashSet<_> = receipts.values().map(place).collect();
+    assert_eq!(places.len(), n, "queue offsets are per create");
+    assert!(
+        receipts
+            .values()
+            .all(|r| r["rocketmq-send-status"] == "SEND_OK")
+    );
+
+    // The consumer finds every create where its receipt says, as it was sent.
+    daprd
+        .init_input("co-in", input_props(&topic, &group, &[]))
+        .await
+        .unwrap();
+    let mut rs = daprd.read("co-in").await.unwrap();
+    let seen = read_acking(
+        &mut rs,
+        n + 1,
+        Duration::from_secs(120),
+        Duration::from_secs(20),
+    )
+    .await;
+    let mut found = 0;
+    for (id, data, md) in &seen.msgs {
+        let Some(idx) = md.get("rocketmq-property-idx") else {
+            assert_eq!(data, b"warm-up");
+            continue;
+        };
+        let i: usize = idx.parse().unwrap();
+        let r = &receipts[&i];
+        assert_eq!(&r["rocketmq-message-id"], id, "id of {i}");
+        assert_eq!(place(r), place(md), "queue and offset of {i}");
+        assert_eq!(data, &body_of(i), "body of {i}");
+        assert_eq!(md["rocketmq-tag"], format!("T{}", i % 3));
+        assert_eq!(md["rocketmq-keys"], format!("k{i}"));
+        found += 1;
+    }
+    assert_eq!(found, n, "every create delivered once");
+    assert_eq!(seen.duplicates(), 0);
+
+    // `maxSendBatch: 1`: the same load, every create alone.
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let (daprd, topic, name) = (daprd.clone(), topic.clone(), single.clone());
+        tasks.push(tokio::spawn(async move {
+            for k in 0..4 {
+                let md = [("rocketmq-topic", topic.as_str())];
+                daprd
+                    .invoke(&name, "create", format!("one-{task}-{k}").as_bytes(), &md)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let text = metrics.render();
+    let inst = format!("instance=\"{single}\"");
+    assert_eq!(
+        common::metric_sample(&text, "rocketmq_binding_send_batches_total", &[&inst]),
+        0.0
+    );
+}

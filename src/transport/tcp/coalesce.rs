@@ -138,24 +138,15 @@ impl Coalescer {
 
     /// A request of `topic`'s lane finished: start the next batch with its slot, or free it.
     fn release(self: &Arc<Self>, topic: &str, producer: &DefaultMQProducer) {
-        let batch = {
-            let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(lane) = lanes.get_mut(topic) else {
-                return;
-            };
-            let batch = self.take(lane);
-            if batch.is_empty() {
-                lane.in_flight = lane.in_flight.saturating_sub(1);
-                if lane.in_flight == 0 && lane.waiting.is_empty() {
-                    lanes.remove(topic);
-                }
-                return;
-            }
-            batch
-        };
+        let batch = self.next_batch(topic);
+        if batch.is_empty() {
+            return;
+        }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            // No runtime (the process is ending): the members' replies drop, each caller
-            // gets "no result"; nothing was sent.
+            // No runtime (the process is ending): nothing is sent; the members' replies drop
+            // (each caller gets "no result"), so do the rest's, and the slot is freed.
+            drop(batch);
+            while !self.next_batch(topic).is_empty() {}
             return;
         };
         let slot = Slot {
@@ -167,6 +158,23 @@ impl Coalescer {
             send_batch(&slot.producer, &slot.coalescer.instance, batch).await;
             drop(slot);
         });
+    }
+
+    /// The batch that takes over a finished request's slot in `topic`'s lane; empty when
+    /// nothing waits, and then the slot is freed (and the lane dropped once idle).
+    fn next_batch(&self, topic: &str) -> Vec<Waiting> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(lane) = lanes.get_mut(topic) else {
+            return Vec::new();
+        };
+        let batch = self.take(lane);
+        if batch.is_empty() {
+            lane.in_flight = lane.in_flight.saturating_sub(1);
+            if lane.in_flight == 0 && lane.waiting.is_empty() {
+                lanes.remove(topic);
+            }
+        }
+        batch
     }
 
     /// The next batch of `lane`: waiting sends in order, up to the limits; sends whose caller
@@ -277,5 +285,135 @@ async fn send_batch(producer: &DefaultMQProducer, instance: &str, mut batch: Vec
                 let _ = reply.send(Err(e.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting(
+        body: usize,
+        deadline: Instant,
+    ) -> (Waiting, oneshot::Receiver<Result<SendResult, SendFailure>>) {
+        let (tx, rx) = oneshot::channel();
+        let message = Message::builder()
+            .topic("t")
+            .body(vec![b'x'; body])
+            .build()
+            .unwrap();
+        let w = Waiting {
+            bytes: weight(&message),
+            message,
+            deadline,
+            reply: tx,
+        };
+        (w, rx)
+    }
+
+    fn lane(ws: Vec<Waiting>) -> Lane {
+        Lane {
+            in_flight: LANE_IN_FLIGHT,
+            waiting: ws.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_waiting_sends_in_order_up_to_the_count() {
+        let c = Coalescer::new("i", 3);
+        let later = Instant::now() + Duration::from_secs(5);
+        let (ws, _rxs): (Vec<_>, Vec<_>) = (0..5).map(|i| waiting(10 + i, later)).unzip();
+        let mut l = lane(ws);
+        let b = c.take(&mut l);
+        let sizes: Vec<usize> = b.iter().map(|w| body_len(&w.message)).collect();
+        assert_eq!(sizes, [10, 11, 12]);
+        assert_eq!(l.waiting.len(), 2);
+        let b = c.take(&mut l);
+        assert_eq!(b.len(), 2);
+        assert!(c.take(&mut l).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_stays_under_its_byte_limit_but_always_takes_one() {
+        let c = Coalescer::new("i", 64);
+        let later = Instant::now() + Duration::from_secs(5);
+        let big = MAX_BATCH_BYTES / 2;
+        let (ws, _rxs): (Vec<_>, Vec<_>) = (0..3).map(|_| waiting(big, later)).unzip();
+        let mut l = lane(ws);
+        assert_eq!(
+            c.take(&mut l).len(),
+            1,
+            "two halves plus headers exceed the limit"
+        );
+        let (w, _rx) = waiting(MAX_BATCH_BYTES * 2, later);
+        let mut l = lane(vec![w]);
+        assert_eq!(
+            c.take(&mut l).len(),
+            1,
+            "one oversized message still leaves (alone)"
+        );
+    }
+
+    #[tokio::test]
+    async fn expired_sends_time_out_unsent_and_abandoned_ones_are_dropped() {
+        let c = Coalescer::new("i", 64);
+        let now = Instant::now();
+        let later = now + Duration::from_secs(5);
+        let (expired, expired_rx) = waiting(1, now);
+        let (gone, gone_rx) = waiting(2, later);
+        drop(gone_rx);
+        let (kept, _kept_rx) = waiting(3, later);
+        let mut l = lane(vec![expired, gone, kept]);
+        let b = c.take(&mut l);
+        assert_eq!(b.len(), 1);
+        assert_eq!(body_len(&b[0].message), 3);
+        assert!(matches!(expired_rx.await, Ok(Err(SendFailure::TimedOut))));
+        assert!(l.waiting.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_idle_lane_is_removed_and_its_slot_freed() {
+        let c = Coalescer::new("i", 64);
+        c.lanes.lock().unwrap().insert(
+            "t".into(),
+            Lane {
+                in_flight: 1,
+                waiting: VecDeque::new(),
+            },
+        );
+        assert!(c.next_batch("t").is_empty());
+        assert!(
+            c.lanes.lock().unwrap().is_empty(),
+            "no lane left behind per topic"
+        );
+        // A lane with a waiting send keeps its slot for the batch.
+        let (w, _rx) = waiting(1, Instant::now() + Duration::from_secs(5));
+        c.lanes.lock().unwrap().insert("t".into(), lane(vec![w]));
+        assert_eq!(c.next_batch("t").len(), 1);
+        assert_eq!(c.lanes.lock().unwrap()["t"].in_flight, LANE_IN_FLIGHT);
+    }
+
+    #[test]
+    fn only_plain_small_messages_are_eligible() {
+        let m = |n: usize| {
+            Message::builder()
+                .topic("t")
+                .body(vec![0; n])
+                .build()
+                .unwrap()
+        };
+        let p = |n, key: Option<&str>, delayed| PlannedSend {
+            topic: "t".into(),
+            message: m(n),
+            sharding_key: key.map(str::to_string),
+            delayed,
+        };
+        assert!(eligible(&p(1024, None, false), 4096));
+        assert!(
+            !eligible(&p(4096, None, false), 4096),
+            "would be compressed alone"
+        );
+        assert!(!eligible(&p(10, Some("k"), false), 4096));
+        assert!(!eligible(&p(10, None, true), 4096));
     }
 }

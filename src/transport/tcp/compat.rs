@@ -20,11 +20,20 @@
 //!   processor, so the hook sends every lite pull as `PULL_MESSAGE`. Pulls a broker still
 //!   refuses are logged at debug with its code and remark (the crate only reports "Broker
 //!   operation failed").
+//! - **Batch sends carry the batch's own `UNIQ_KEY`** in the request header's properties (the
+//!   crate, like Java's `DefaultMQProducer.batch`, gives the batch an id of its own). The Java
+//!   5.3.3 broker appends the header's properties to each message of the batch, and the later
+//!   key wins when a consumer decodes them: every message of a batch reached consumers with
+//!   the batch's id instead of its own (measured: `tests/tcp_transport.rs`, coalesced creates).
+//!   The hook removes `UNIQ_KEY` from the header of `SEND_BATCH_MESSAGE`, so each message keeps
+//!   the id its receipt names.
 
 use std::{net::SocketAddr, sync::Arc};
 
 use bytes::Bytes;
+use cheetah_string::CheetahString;
 use rocketmq_error::SharedError;
+use rocketmq_protocol::protocol::header::message_operation_header::send_message_request_header_v2::SendMessageRequestHeaderV2;
 use rocketmq_protocol::protocol::remoting_command::RemotingCommand;
 use rocketmq_transport::api::RPCHook;
 
@@ -38,6 +47,11 @@ const NO_PERMISSION: i32 = 16;
 pub fn hook(inner: Option<Arc<dyn RPCHook>>) -> Arc<dyn RPCHook> {
     Arc::new(CompatHook { inner })
 }
+
+/// `SEND_BATCH_MESSAGE` (Java `RequestCode`).
+const SEND_BATCH_MESSAGE: i32 = 320;
+/// The message id property (Java `MessageConst.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX`).
+const UNIQ_KEY: &str = "UNIQ_KEY";
 
 /// `PULL_MESSAGE` / `LITE_PULL_MESSAGE` request codes.
 const PULL_MESSAGE: i32 = 11;
@@ -58,6 +72,13 @@ impl RPCHook for CompatHook {
         // 5.x codes go to the same processor, so every pull is sent as PULL_MESSAGE.
         if request.code() == LITE_PULL_MESSAGE {
             request.set_code_ref(PULL_MESSAGE);
+        }
+        if request.code() == SEND_BATCH_MESSAGE
+            && let Some(h) = request.read_custom_header_mut::<SendMessageRequestHeaderV2>()
+            && let Some(props) = h.i.as_ref()
+            && let Some(kept) = without_property(props.as_str(), UNIQ_KEY)
+        {
+            h.i = Some(CheetahString::from_string(kept));
         }
         match &self.inner {
             Some(h) => h.do_before_request(remote_addr, request),
@@ -130,6 +151,22 @@ pub(super) fn route_with_acting_master(body: &[u8]) -> Option<Bytes> {
     Some(Bytes::from(out))
 }
 
+/// A RocketMQ properties string (`name\u{1}value\u{2}…`) without `name`; `None` when it has
+/// no such entry.
+pub(super) fn without_property(props: &str, name: &str) -> Option<String> {
+    let mut found = false;
+    let mut out = String::with_capacity(props.len());
+    for entry in props.split('\u{2}').filter(|e| !e.is_empty()) {
+        if entry.split('\u{1}').next() == Some(name) {
+            found = true;
+            continue;
+        }
+        out.push_str(entry);
+        out.push('\u{2}');
+    }
+    found.then_some(out)
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -138,6 +175,25 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
     use rocketmq_protocol::protocol::route::topic_route_data::TopicRouteData;
+
+    #[test]
+    fn a_property_is_removed_from_a_properties_string_and_the_rest_kept() {
+        let p = "WAIT\u{1}true\u{2}UNIQ_KEY\u{1}AC11\u{2}CLUSTER\u{1}c\u{2}";
+        assert_eq!(
+            without_property(p, "UNIQ_KEY").as_deref(),
+            Some("WAIT\u{1}true\u{2}CLUSTER\u{1}c\u{2}")
+        );
+        assert_eq!(without_property("WAIT\u{1}true", "UNIQ_KEY"), None);
+        assert_eq!(
+            without_property("UNIQ_KEY\u{1}x", "UNIQ_KEY").as_deref(),
+            Some("")
+        );
+        assert_eq!(
+            without_property("UNIQ_KEYS\u{1}x", "UNIQ_KEY"),
+            None,
+            "whole names only"
+        );
+    }
 
     /// Route data as an Apache RocketMQ 4.9.7 name server returns it (captured), two brokers.
     const ROUTE_4X: &str = r#"{"brokerDatas":[{"brokerAddrs":{"0":"127.0.0.1:40911"},"brokerName":"broker-a","cluster":"DefaultCluster"},{"brokerAddrs":{0:"127.0.0.1:40921",1:"127.0.0.1:40922"},"brokerName":"broker-b","cluster":"DefaultCluster"}],"filterServerTable":{},"queueDatas":[{"brokerName":"broker-a","perm":7,"readQueueNums":8,"topicSysFlag":0,"writeQueueNums":8}]}"#;

@@ -8,9 +8,9 @@
 //! [`Owner::Tcp`](crate::metadata::Owner::Tcp) rows of [`crate::metadata::KEYS`].
 
 use crate::metadata::{
-    AccessProto, DEFAULT_MAX_SEND_BATCH, DEFAULT_PULL_THRESHOLD_FOR_QUEUE, DEFAULT_PULL_THRESHOLD_FOR_TOPIC,
-    DEFAULT_PULL_THRESHOLD_SIZE_FOR_QUEUE, MetadataError, Props, Settings, Subscription, invalid,
-    parse_http_url, parse_int, parse_name_servers,
+    AccessProto, DEFAULT_MAX_SEND_BATCH, DEFAULT_PULL_THRESHOLD_FOR_QUEUE,
+    DEFAULT_PULL_THRESHOLD_FOR_TOPIC, DEFAULT_PULL_THRESHOLD_SIZE_FOR_QUEUE, MetadataError, Props,
+    Settings, Subscription, invalid, parse_http_url, parse_int, parse_name_servers,
 };
 
 /// The [`Owner::Tcp`](crate::metadata::Owner::Tcp) keys (and, for tcp, `consumerBatchSize`) into `s`.
