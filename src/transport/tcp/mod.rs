@@ -38,6 +38,9 @@
 //! several topics each value is a comma list in topic order. `sendTimeout` bounds every send
 //! (retries included); `retries` and `producerGroup` configure the producer.
 //!
+//! Concurrent sends of one topic are coalesced into batch sends (`coalesce.rs`,
+//! `maxSendBatch`); each still gets its own receipt.
+//!
 //! # Input
 //!
 //! `subscribe` starts one consumer per transport:
