@@ -107,6 +107,10 @@ struct Args {
     /// ConsumeGoroutineNums, so both sides have the same messages in flight.
     #[arg(long, default_value_t = 20)]
     consumer_threads: u32,
+    /// Extra metadata of our Components (input and output), `KEY=VALUE`, repeatable: e.g.
+    /// `--ours-md maxSendBatch=1` for sends without coalescing.
+    #[arg(long = "ours-md", value_parser = parse_kv)]
+    ours_md: Vec<(String, String)>,
     /// App time per message in the slow input rows, milliseconds.
     #[arg(long, default_value_t = 1)]
     app_ms: u64,
@@ -481,7 +485,16 @@ struct Env {
     daemon_bin: PathBuf,
     work: PathBuf,
     consumer_threads: u32,
+    /// `--ours-md`.
+    ours_md: Vec<(String, String)>,
     limit: Duration,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected KEY=VALUE"))?;
+    Ok((k.trim().to_string(), v.trim().to_string()))
 }
 
 const DAPRD_CONFIG: &str = "apiVersion: dapr.io/v1alpha1
@@ -585,9 +598,13 @@ impl Sidecar {
         std::fs::create_dir_all(&res).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&sockets).map_err(|e| e.to_string())?;
         let component = format!("bench-{}", side.name());
+        let mut metadata = metadata.to_vec();
+        if side == Side::Ours {
+            metadata.extend(env.ours_md.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        }
         std::fs::write(
             res.join("component.yaml"),
-            component_yaml(side, &component, metadata),
+            component_yaml(side, &component, &metadata),
         )
         .map_err(|e| e.to_string())?;
         let config = dir.join("config.yaml");
@@ -1925,6 +1942,7 @@ async fn bench_main() -> std::process::ExitCode {
         daemon_bin: daemon_bin.clone(),
         work: work.clone(),
         consumer_threads: args.consumer_threads,
+        ours_md: args.ours_md.clone(),
         limit: Duration::from_secs(args.limit_secs.unwrap_or(if smoke { 30 } else { 120 })),
     };
     for (what, p) in [("daprd", &env.daprd_bin), ("daemon", &env.daemon_bin)] {
@@ -1951,11 +1969,15 @@ async fn bench_main() -> std::process::ExitCode {
         t0.elapsed().as_secs_f64()
     )];
     out.push(format!(
-        "daprd {} (same binary and flags for every side, one daprd per side); broker {} (pid {}); ours: consumerThreadNums {}",
+        "daprd {} (same binary and flags for every side, one daprd per side); broker {} (pid {}); ours: consumerThreadNums {}{}",
         env.daprd_bin.display(),
         env.namesrv,
         env.broker_pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
-        env.consumer_threads
+        env.consumer_threads,
+        env.ours_md
+            .iter()
+            .map(|(k, v)| format!(", {k} {v}"))
+            .collect::<String>()
     ));
     print_tables(&table, &mut out, rounds);
     let targets = print_targets(&table, &mut out);
@@ -1991,6 +2013,7 @@ async fn bench_main() -> std::process::ExitCode {
         "daprd": env.daprd_bin.display().to_string(), "daemon": daemon_bin.display().to_string(),
         "namesrv": env.namesrv, "broker_pid": env.broker_pid,
         "consumer_threads_ours": env.consumer_threads,
+        "ours_md": env.ours_md.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
         "rows": rows.iter().map(Row::json).collect::<Vec<_>>(),
         "targets": targets,
         "pluggable": pluggable_json(&table),
