@@ -252,7 +252,7 @@ pub const DEFAULT_PULL_THRESHOLD_FOR_QUEUE: u32 = 1000;
 /// backlog of large messages does not fill the daemon's memory).
 pub const DEFAULT_PULL_THRESHOLD_SIZE_FOR_QUEUE: u32 = 2;
 /// Default of `pullThresholdForTopic` (messages over all queues).
-pub const DEFAULT_PULL_THRESHOLD_FOR_TOPIC: u32 = 4000;
+pub const DEFAULT_PULL_THRESHOLD_FOR_TOPIC: u32 = 1000;
 /// Default of `maxSendBatch` (messages per coalesced batch send).
 pub const DEFAULT_MAX_SEND_BATCH: u32 = 64;
 
@@ -345,7 +345,7 @@ pub const KEYS: &[Key] = {
         key("maxInFlight", Dapr, Some("64")),
         key("pullThresholdForQueue", Tcp, Some("1000")),
         key("pullThresholdSizeForQueue", Tcp, Some("2")),
-        key("pullThresholdForTopic", Tcp, Some("4000")),
+        key("pullThresholdForTopic", Tcp, Some("1000")),
         key("maxSendBatch", Tcp, Some("64")),
         key("backOffPolicy", Dapr, Some("\"constant\"")),
         key("backOffDuration", Dapr, Some("\"5s\"")),
