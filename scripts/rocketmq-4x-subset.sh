@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The TCP compatibility subset against Apache RocketMQ 4.9.7 (the newest 4.x servers on Maven
 # Central): round trip with tags/keys/properties, tag filters, ordering, delay levels, retry →
-# DLQ, ACL 1.0, instanceId namespaces and the local broker limits (4.x refuses properties over
+# DLQ, ACL 1.0, instanceId namespaces, coalesced concurrent creates (batch sends, own receipts)
+# and the local broker limits (4.x refuses properties over
 # Short.MAX_VALUE like 5.x; a 4.x broker has no timers and delivers a past rocketmq-deliver-at
 # at once, as 5.x does), through tests/tcp_transport.rs. Starts its own plain
 # and authenticating 4.x pairs on 127.0.0.1 (own state dir and ports, so it runs beside the 5.x
