@@ -829,20 +829,54 @@ async fn two_daemons_in_one_group_share_the_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acl_right_keys_work_wrong_secret_is_a_clear_error() {
     let (ns, ak, sk) = acl();
+    let metrics = rocketmq_binding::telemetry::metrics::install();
     let (_d, daprd) = daemon().await;
     let topic = unique("acl");
     let group = unique("g");
     let good = props(&[("nameServer", &ns), ("accessKey", &ak), ("secretKey", &sk)]);
-    daprd.init_output("good", good.clone()).await.unwrap();
+    let out = unique("acl-good");
+    daprd.init_output(&out, good.clone()).await.unwrap();
     let t = Instant::now();
-    let ids = send_n(
+    let mut ids = send_n(
         &daprd,
-        "good",
+        &out,
         20,
         |i| format!("a{i}").into_bytes(),
         &[("rocketmq-topic", &topic)],
     )
     .await;
+    // Concurrent creates leave as batch sends, signed like every other request.
+    let mut tasks = Vec::new();
+    for task in 0..16 {
+        let (daprd, topic, out) = (daprd.clone(), topic.clone(), out.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for k in 0..5 {
+                let r = daprd
+                    .invoke(
+                        &out,
+                        "create",
+                        format!("c{task}-{k}").as_bytes(),
+                        &[("rocketmq-topic", &topic)],
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("concurrent create over ACL: {e}"));
+                ids.push(r.metadata["rocketmq-message-id"].clone());
+            }
+            ids
+        }));
+    }
+    for t in tasks {
+        ids.extend(t.await.unwrap());
+    }
+    let inst = format!("instance=\"{out}\"");
+    let batches = common::metric_sample(
+        &metrics.render(),
+        "rocketmq_binding_send_batches_total",
+        &[&inst],
+    );
+    println!("SCENARIO acl-batches: {batches} batch sends among 80 concurrent creates");
+    assert!(batches >= 1.0, "no batch send over ACL");
     let mut inp = good.clone();
     inp.extend(props(&[
         ("topics", &topic),
@@ -853,7 +887,7 @@ async fn acl_right_keys_work_wrong_secret_is_a_clear_error() {
     let mut rs = daprd.read("in").await.unwrap();
     let seen = read_acking(
         &mut rs,
-        20,
+        ids.len(),
         Duration::from_secs(60),
         Duration::from_secs(30),
     )
@@ -862,7 +896,7 @@ async fn acl_right_keys_work_wrong_secret_is_a_clear_error() {
     let lost = ids.iter().filter(|i| !got.contains(i)).count();
     report(
         "acl-right-keys",
-        20,
+        ids.len(),
         seen.ids.len(),
         lost,
         seen.duplicates(),
