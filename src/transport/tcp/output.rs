@@ -361,6 +361,20 @@ pub fn plan(
     Ok(out)
 }
 
+/// A boxed send of the client. Its send futures are large (~16 KiB); boxed once, every future
+/// around one (the timeout, the transport's, the gRPC handler's) holds a pointer instead of
+/// being copied with that state inside at each layer.
+type Sending<'p, T> = Pin<Box<dyn Future<Output = ClientResult<T>> + Send + 'p>>;
+
+/// Awaits `send`, which the client bounds by `timeout` itself, at most `timeout` plus a margin.
+async fn bounded<T>(send: Sending<'_, T>, timeout: Duration) -> Result<T, SendFailure> {
+    match tokio::time::timeout(timeout + Duration::from_millis(500), send).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(SendFailure::Client(Arc::new(e))),
+        Err(_) => Err(SendFailure::TimedOut),
+    }
+}
+
 /// Sends one message within `timeout` (the client's own timeout plus a margin).
 pub async fn send_one(
     producer: &DefaultMQProducer,
@@ -368,12 +382,7 @@ pub async fn send_one(
     timeout: Duration,
 ) -> Result<SendResult, SendFailure> {
     let ms = timeout.as_millis() as u64;
-    let outer = timeout + Duration::from_millis(500);
-    // The client's send futures are large (~16 KiB); boxed once here, every future around
-    // this one (the timeout, the transport's, the gRPC handler's) holds a pointer instead of
-    // being copied with that state inside at each layer.
-    type Sending<'p> = Pin<Box<dyn Future<Output = ClientResult<Option<SendResult>>> + Send + 'p>>;
-    let fut: Sending<'_> = match one.sharding_key {
+    let send: Sending<'_, Option<SendResult>> = match one.sharding_key {
         Some(key) => Box::pin(producer.send_with_selector_timeout(
             one.message,
             |mqs: &[MessageQueue], _m: &Message, k: &String| select_queue(mqs, k),
@@ -382,12 +391,7 @@ pub async fn send_one(
         )),
         None => Box::pin(producer.send_with_timeout(one.message, ms)),
     };
-    match tokio::time::timeout(outer, fut).await {
-        Ok(Ok(Some(r))) => Ok(r),
-        Ok(Ok(None)) => Err(SendFailure::NoResult),
-        Ok(Err(e)) => Err(SendFailure::Client(Arc::new(e))),
-        Err(_) => Err(SendFailure::TimedOut),
-    }
+    bounded(send, timeout).await?.ok_or(SendFailure::NoResult)
 }
 
 /// Sends `messages` (one topic, none delayed) as one batch within `timeout`; the result is
@@ -398,14 +402,11 @@ pub async fn send_many(
     timeout: Duration,
 ) -> Result<SendResult, SendFailure> {
     let ms = timeout.as_millis() as u64;
-    let outer = timeout + Duration::from_millis(500);
-    let fut: Pin<Box<dyn Future<Output = ClientResult<SendResult>> + Send + '_>> =
-        Box::pin(producer.send_batch_with_timeout(messages, ms));
-    match tokio::time::timeout(outer, fut).await {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(SendFailure::Client(Arc::new(e))),
-        Err(_) => Err(SendFailure::TimedOut),
-    }
+    bounded(
+        Box::pin(producer.send_batch_with_timeout(messages, ms)),
+        timeout,
+    )
+    .await
 }
 
 /// The receipt of one request (comma lists when it fanned out to several topics).
