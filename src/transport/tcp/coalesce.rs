@@ -23,8 +23,12 @@
 //!   with a timeout and never sent, and a batch is sent with the shortest time left of its
 //!   members.
 //!
-//! A queued send that no batch took within [`STALL_WAIT`] (the lane's requests are stuck, as
-//! with a hung broker) leaves the queue and is sent alone, as it would be without coalescing.
+//! Behind a hung broker, the lane's two requests hold it until `sendTimeout`; the sends queued
+//! meanwhile then leave as one batch, which the producer's latency fault tolerance sends to
+//! another broker by then, or time out unsent at their deadline. (Letting them leave the
+//! queue after 100 ms and go alone was tried: in `tests/tcp_cluster.rs`'s SIGSTOP case with
+//! 16 callers it got 4 more creates through during the first 2.5 s but failed 16 instead of
+//! 6, since those early sends went round robin to the hung broker too.)
 //!
 //! A batch is sent by a task of its own, so a caller that goes away (daprd cancelled the
 //! call) does not cancel its batch-mates' send; a waiting send whose caller went away is
@@ -54,15 +58,8 @@ pub fn eligible(one: &PlannedSend, compress_over: usize) -> bool {
     one.sharding_key.is_none() && !one.delayed && body_len(&one.message) < compress_over
 }
 
-/// How long a queued send waits for its lane before it goes alone: the lane's requests are
-/// stuck (a hung broker holds them up to `sendTimeout`), and a send must not wait behind them
-/// more than it would without coalescing.
-pub const STALL_WAIT: Duration = Duration::from_millis(100);
-
 /// A send waiting for its lane.
 struct Waiting {
-    /// Its number in the lane (to find it again).
-    seq: u64,
     message: Message,
     bytes: usize,
     deadline: Instant,
@@ -73,7 +70,6 @@ struct Waiting {
 struct Lane {
     in_flight: usize,
     waiting: VecDeque<Waiting>,
-    next_seq: u64,
 }
 
 /// What an output transport's sends go through; one per transport.
@@ -108,7 +104,6 @@ impl Coalescer {
         timeout: Duration,
     ) -> Result<SendResult, SendFailure> {
         let deadline = Instant::now() + timeout;
-        let topic = one.topic.clone();
         // `Err(one)`: the lane had a free slot, send now; `Ok(rx)`: queued for a batch.
         let queued = {
             let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
@@ -118,37 +113,19 @@ impl Coalescer {
                 Err(one)
             } else {
                 let (tx, rx) = oneshot::channel();
-                lane.next_seq += 1;
-                let seq = lane.next_seq;
                 lane.waiting.push_back(Waiting {
-                    seq,
                     bytes: weight(&one.message),
                     message: one.message,
                     deadline,
                     reply: tx,
                 });
-                Ok((seq, rx))
+                Ok(rx)
             }
         };
-        let (seq, mut rx) = match queued {
+        let rx = match queued {
             Err(one) => return self.send_alone(producer, one, timeout).await,
-            Ok(q) => q,
+            Ok(rx) => rx,
         };
-        if let Ok(r) = tokio::time::timeout(STALL_WAIT, &mut rx).await {
-            return r.unwrap_or(Err(SendFailure::NoResult));
-        }
-        // The lane's requests are stuck (a hung broker): leave the queue and go alone, as
-        // without coalescing, unless a batch took this send meanwhile.
-        if let Some(message) = self.reclaim(&topic, seq) {
-            let one = PlannedSend {
-                topic,
-                message,
-                sharding_key: None,
-                delayed: false,
-            };
-            let left = deadline.saturating_duration_since(Instant::now());
-            return self.send_alone(producer, one, left).await;
-        }
         // The batch task answers by the member's deadline plus the send's own margin; the
         // extra time covers a task that never got the CPU.
         match tokio::time::timeout_at(deadline + Duration::from_secs(2), rx).await {
@@ -173,17 +150,6 @@ impl Coalescer {
             producer: producer.clone(),
         };
         output::send_one(producer, one, timeout).await
-    }
-
-    /// Takes the waiting send `seq` out of `topic`'s queue, counting it as a request of the
-    /// lane; `None` when a batch took it already.
-    fn reclaim(&self, topic: &str, seq: u64) -> Option<Message> {
-        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        let lane = lanes.get_mut(topic)?;
-        let at = lane.waiting.iter().position(|w| w.seq == seq)?;
-        let w = lane.waiting.remove(at)?;
-        lane.in_flight += 1;
-        Some(w.message)
     }
 
     /// A request of `topic`'s lane finished: start the next batch with its slot, or free it.
@@ -353,7 +319,6 @@ mod tests {
             .build()
             .unwrap();
         let w = Waiting {
-            seq: 0,
             bytes: weight(&message),
             message,
             deadline,
@@ -366,7 +331,6 @@ mod tests {
         Lane {
             in_flight: LANE_IN_FLIGHT,
             waiting: ws.into(),
-            next_seq: 0,
         }
     }
 
@@ -443,22 +407,6 @@ mod tests {
         c.lanes.lock().unwrap().insert("t".into(), lane(vec![w]));
         assert_eq!(c.next_batch("t").len(), 1);
         assert_eq!(c.lanes.lock().unwrap()["t"].in_flight, LANE_IN_FLIGHT);
-    }
-
-    #[tokio::test]
-    async fn a_stalled_send_leaves_the_queue_once_and_takes_a_slot() {
-        let c = Coalescer::new("i", 64);
-        let later = Instant::now() + Duration::from_secs(5);
-        let (mut a, _ra) = waiting(1, later);
-        let (mut b, _rb) = waiting(2, later);
-        (a.seq, b.seq) = (1, 2);
-        c.lanes.lock().unwrap().insert("t".into(), lane(vec![a, b]));
-        let m = c.reclaim("t", 2).expect("still queued");
-        assert_eq!(body_len(&m), 2);
-        assert!(c.reclaim("t", 2).is_none(), "taken once");
-        let lanes = c.lanes.lock().unwrap();
-        assert_eq!(lanes["t"].in_flight, LANE_IN_FLIGHT + 1);
-        assert_eq!(lanes["t"].waiting.len(), 1);
     }
 
     #[test]
