@@ -4,7 +4,7 @@
 //! `CARGO_BIN_EXE_rocketmq-binding`, which examples do not get.
 //!
 //! `TEST_DAEMON_LOG` sets the daemon's `RUST_LOG` (default `warn`); `TEST_DAEMON_STDERR=FILE`
-//! keeps its stderr in FILE (default: discarded).
+//! appends its stderr to FILE (default: discarded).
 
 #![allow(dead_code)]
 
@@ -39,7 +39,13 @@ impl Bin {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(match std::env::var("TEST_DAEMON_STDERR") {
-                Ok(f) => Stdio::from(std::fs::File::create(f).unwrap()),
+                Ok(f) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(f)
+                        .unwrap(),
+                ),
                 Err(_) => Stdio::null(),
             })
             .spawn()
@@ -66,15 +72,16 @@ impl Bin {
             * 1024
     }
 
-    /// Sends `sig` and waits (at most 30 s) for the daemon to exit.
-    pub fn signal(&mut self, sig: i32) {
+    /// Sends `sig` and waits (at most 30 s) for the daemon to exit; returns how long it took.
+    pub fn signal(&mut self, sig: i32) -> Duration {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, sig) };
         let t = Instant::now();
         while self.child.try_wait().unwrap().is_none() {
             assert!(t.elapsed() < Duration::from_secs(30), "daemon did not exit");
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
+        t.elapsed()
     }
 }
 

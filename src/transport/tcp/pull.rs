@@ -29,6 +29,10 @@
 //! * `consumeMessageBatchMaxSize` > 1 groups up to that many messages of one poll (one
 //!   queue) into a batch: handed over together, confirmed when every one is acked, and sent
 //!   back as a whole when any one fails (the documented semantics of the push path);
+//! * on close, the final commit is read back from each queue's broker
+//!   (`QUERY_CONSUMER_OFFSET`: the crate persists one way) and, once it shows, the crate's
+//!   shutdown gets [`SHUTDOWN_AFTER_COMMIT`] instead of waiting out pulls parked in the
+//!   broker's long poll (10 s per stop before);
 //! * broadcasting: offsets are local (the crate's local file store) and a failed message is
 //!   dropped with a warning, as the push consumer does in that model.
 //!
@@ -48,6 +52,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    net::SocketAddr,
     sync::{Arc, Mutex as StdMutex},
     time::Duration,
 };
@@ -58,6 +63,9 @@ use rocketmq_model::common::message::MessageTrait;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_protocol::protocol::header::consumer_send_msg_back_request_header::ConsumerSendMsgBackRequestHeader;
+use rocketmq_protocol::protocol::header::namesrv::topic_operation_header::TopicRequestHeader;
+use rocketmq_protocol::protocol::header::query_consumer_offset_request_header::QueryConsumerOffsetRequestHeader;
+use rocketmq_protocol::protocol::header::query_consumer_offset_response_header::QueryConsumerOffsetResponseHeader;
 use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
 use rocketmq_protocol::protocol::namespace_util::NamespaceUtil;
 use rocketmq_protocol::protocol::remoting_command::RemotingCommand;
@@ -89,6 +97,19 @@ const POLL_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const POLL_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// `CONSUMER_SEND_MSG_BACK`.
 const CONSUMER_SEND_MSG_BACK: i32 = 36;
+/// `QUERY_CONSUMER_OFFSET`.
+const QUERY_CONSUMER_OFFSET: i32 = 14;
+/// Budget of one stored-offset query at close.
+const QUERY_OFFSET_TIMEOUT_MS: u64 = 1000;
+/// How long close reads the stored offsets back until the broker shows the final commit.
+const COMMIT_CHECK_WAIT: Duration = Duration::from_secs(2);
+/// What the crate's consumer shutdown gets once the broker showed the final commit. Its pull
+/// tasks sit in the broker's long poll (held up to 5 s at a time, the broker's hold-service
+/// tick) and the shutdown waits 5 s for each such queue in turn, which made an input's close
+/// take 10-13 s; what it would still do (persist offsets, unregister) is done or redundant:
+/// the offsets are on the broker, and the broker drops the consumer when the client's
+/// connections close, right after ([`super::host::ClientHost::shutdown`]).
+const SHUTDOWN_AFTER_COMMIT: Duration = Duration::from_millis(500);
 /// Property holding the original topic of a message in a retry topic.
 const RETRY_TOPIC: &str = "RETRY_TOPIC";
 /// Prefix of retry topics.
@@ -103,6 +124,9 @@ pub struct QueueTrack {
     next: i64,
     /// What was last handed to the consumer's offset store.
     committed: Option<i64>,
+    /// The broker the last poll of this queue came from (its messages' store host): where
+    /// close reads the stored offset back.
+    broker: Option<SocketAddr>,
 }
 
 impl QueueTrack {
@@ -148,12 +172,16 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// Records one poll of `queue`.
-    pub fn polled(&mut self, queue: &MessageQueue, offsets: &[i64]) {
-        self.queues
-            .entry(queue.clone())
-            .or_default()
-            .polled(offsets);
+    /// Records one poll of `queue`, served by `broker`.
+    pub fn polled(&mut self, queue: &MessageQueue, offsets: &[i64], broker: SocketAddr) {
+        let q = self.queues.entry(queue.clone()).or_default();
+        q.polled(offsets);
+        q.broker = Some(broker);
+    }
+
+    /// The broker `queue` was last polled from.
+    pub fn broker_of(&self, queue: &MessageQueue) -> Option<SocketAddr> {
+        self.queues.get(queue).and_then(|q| q.broker)
     }
 
     /// Settles one delivery.
@@ -365,6 +393,55 @@ impl SendBack {
         }
     }
 
+    /// The offset the broker at `addr` stores for `queue` (named as the consumer names it)
+    /// in this group; `None` when it stores none.
+    pub async fn stored_offset(
+        &self,
+        addr: SocketAddr,
+        queue: &MessageQueue,
+    ) -> Result<Option<i64>, String> {
+        let topic = match &self.namespace {
+            Some(ns) => NamespaceUtil::wrap_namespace(ns, queue.topic().as_str()).to_string(),
+            None => queue.topic().to_string(),
+        };
+        let header = QueryConsumerOffsetRequestHeader {
+            consumer_group: CheetahString::from_string(self.group.clone()),
+            topic: CheetahString::from_string(topic),
+            queue_id: queue.queue_id(),
+            set_zero_if_not_found: Some(false),
+            topic_request_header: Some(TopicRequestHeader {
+                lo: None,
+                rpc: Some(RpcRequestHeader {
+                    namespace: None,
+                    namespaced: None,
+                    broker_name: Some(queue.broker_name().clone()),
+                    oneway: None,
+                }),
+            }),
+        };
+        let addr = CheetahString::from_string(addr.to_string());
+        let request = RemotingCommand::create_request_command(QUERY_CONSUMER_OFFSET, header);
+        match self
+            .client
+            .invoke_request(Some(&addr), request, QUERY_OFFSET_TIMEOUT_MS)
+            .await
+        {
+            Ok(OutboundRequestOutcome::Response(r)) if r.code() == 0 => r
+                .decode_command_custom_header::<QueryConsumerOffsetResponseHeader>()
+                .map(|h| h.offset)
+                .map_err(|e| format!("broker {addr}: {e}")),
+            // QUERY_NOT_FOUND
+            Ok(OutboundRequestOutcome::Response(r)) if r.code() == 22 => Ok(None),
+            Ok(OutboundRequestOutcome::Response(r)) => Err(format!(
+                "broker {addr} answered {}: {}",
+                r.code(),
+                r.remark().map(|s| s.to_string()).unwrap_or_default()
+            )),
+            Ok(other) => Err(format!("broker {addr}: {other:?}")),
+            Err(e) => Err(format!("broker {addr}: {e}")),
+        }
+    }
+
     /// Closes the client.
     pub fn shutdown(&self) {
         self.client.shutdown();
@@ -495,8 +572,9 @@ impl PullInput {
                 batch_now = fitted;
             }
             let offsets: Vec<i64> = msgs.iter().map(|m| m.queue_offset()).collect();
+            let broker = msgs[0].store_host();
             if let Ok(mut t) = self.tracker.lock() {
-                t.polled(&queue, &offsets);
+                t.polled(&queue, &offsets, broker);
             }
             let mut first = Some(first);
             for chunk in msgs.chunks(self.batch) {
@@ -640,18 +718,71 @@ impl PullInput {
                 _ = self.closed.cancelled() => return,
                 _ = tokio::time::sleep(COMMIT_EVERY) => {}
             }
-            self.commit().await;
+            let _ = self.commit().await;
         }
     }
 
-    /// Commits (and persists) the progress made since the last commit.
-    pub async fn commit(&self) {
+    /// Commits (and persists) the progress made since the last commit; returns it.
+    pub async fn commit(&self) -> HashMap<MessageQueue, i64> {
         let map = match self.tracker.lock() {
             Ok(mut t) => t.take_moved(),
-            Err(_) => return,
+            Err(_) => return HashMap::new(),
         };
         if !map.is_empty() {
-            self.consumer.commit_with_map(map, true).await;
+            self.consumer.commit_with_map(map.clone(), true).await;
+        }
+        map
+    }
+
+    /// Whether the brokers show `committed` (the final commit), read back by `deadline`.
+    ///
+    /// The crate persists offsets one way (no answer), so this reads each queue's stored
+    /// offset (`QUERY_CONSUMER_OFFSET`, on the group's own client) until it is at least what
+    /// was committed. A higher one is fine (another replica took the queue over and moved
+    /// on). Broadcasting offsets are the crate's local file, written before `commit` returns.
+    async fn commit_reached_broker(
+        &self,
+        committed: &HashMap<MessageQueue, i64>,
+        deadline: Instant,
+    ) -> bool {
+        let Some(client) = &self.send_back else {
+            return true;
+        };
+        let mut pending: Vec<(MessageQueue, i64, Option<SocketAddr>)> = match self.tracker.lock() {
+            Ok(t) => committed
+                .iter()
+                .map(|(q, o)| (q.clone(), *o, t.broker_of(q)))
+                .collect(),
+            Err(_) => return false,
+        };
+        let until = Instant::now() + crate::transport::within(COMMIT_CHECK_WAIT, deadline);
+        loop {
+            let mut left = Vec::new();
+            for (queue, offset, broker) in pending {
+                let Some(addr) = broker else {
+                    return false;
+                };
+                match tokio::time::timeout_at(until, client.stored_offset(addr, &queue)).await {
+                    Ok(Ok(Some(stored))) if stored >= offset => {}
+                    Ok(Ok(stored)) => {
+                        tracing::debug!(instance = %self.instance, queue = %queue, offset, ?stored, "final commit not stored yet");
+                        left.push((queue, offset, broker));
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(instance = %self.instance, queue = %queue, error = %e, "cannot read the stored offset");
+                        left.push((queue, offset, broker));
+                    }
+                    Err(_) => return false,
+                }
+            }
+            if left.is_empty() {
+                return true;
+            }
+            if Instant::now() + Duration::from_millis(20) >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            pending = left;
         }
     }
 
@@ -667,17 +798,30 @@ impl PullInput {
         {
             tracing::debug!(instance = %self.instance, "settle tasks still running at close");
         }
-        if tokio::time::timeout_at(deadline, self.commit())
+        let stored = match tokio::time::timeout_at(deadline, self.commit()).await {
+            Ok(committed) => self.commit_reached_broker(&committed, deadline).await,
+            Err(_) => {
+                tracing::warn!(instance = %self.instance, "final commit cut off at the close deadline");
+                false
+            }
+        };
+        // Once the broker shows the final commit the crate's shutdown is only cleanup, which
+        // waits for pulls parked in the broker's long poll: cut it short.
+        let until = if stored {
+            deadline.min(Instant::now() + SHUTDOWN_AFTER_COMMIT)
+        } else {
+            tracing::info!(instance = %self.instance, "final commit not confirmed by the broker: the consumer shuts down in full");
+            deadline
+        };
+        if tokio::time::timeout_at(until, self.consumer.shutdown())
             .await
             .is_err()
         {
-            tracing::warn!(instance = %self.instance, "final commit cut off at the close deadline");
-        }
-        if tokio::time::timeout_at(deadline, self.consumer.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!(instance = %self.instance, "consumer shutdown cut off at the close deadline");
+            if stored {
+                tracing::debug!(instance = %self.instance, "consumer shutdown cut short after the final commit was stored");
+            } else {
+                tracing::warn!(instance = %self.instance, "consumer shutdown cut off at the close deadline");
+            }
         }
         if let Some(s) = &self.send_back {
             s.shutdown();
@@ -745,8 +889,10 @@ mod tests {
         let mut t = Tracker::default();
         let a = MessageQueue::from_parts("T", "b", 0);
         let b = MessageQueue::from_parts("T", "b", 1);
-        t.polled(&a, &[5]);
-        t.polled(&b, &[7]);
+        let broker = SocketAddr::from(([127, 0, 0, 1], 10911));
+        t.polled(&a, &[5], broker);
+        t.polled(&b, &[7], broker);
+        assert_eq!(t.broker_of(&a), Some(broker));
         assert_eq!(t.take_moved().len(), 2);
         assert!(t.take_moved().is_empty());
         t.done(&a, 5);
