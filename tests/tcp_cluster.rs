@@ -19,6 +19,7 @@ mod rocketmq;
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
+    net::SocketAddr,
     path::Path,
     process::{Child, Command, Stdio},
     sync::{
@@ -34,6 +35,9 @@ use rocketmq::{run_script, unique};
 const BIN: &str = env!("CARGO_BIN_EXE_rocketmq-binding");
 /// Concurrent `create` callers.
 const CALLERS: usize = 4;
+/// Callers of the coalescing case: enough that creates of the topic wait behind its two
+/// sends at the broker and leave as batch sends.
+const MANY_CALLERS: usize = 24;
 /// Pause between one caller's sends.
 const GAP: Duration = Duration::from_millis(20);
 
@@ -79,14 +83,22 @@ fn heal(name: &str) {
 /// The daemon binary on a socket in `dir`.
 struct Bin {
     child: Child,
+    /// Where the daemon serves `/metrics`.
+    metrics: SocketAddr,
 }
 
 impl Bin {
     fn start(dir: &Path) -> Bin {
         let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let child = Command::new(BIN)
             .arg("--socket-folder")
             .arg(dir)
+            .arg("--metrics-addr")
+            .arg(metrics.to_string())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -94,7 +106,22 @@ impl Bin {
             .spawn()
             .unwrap();
         common::wait_for_socket(dir);
-        Bin { child }
+        Bin { child, metrics }
+    }
+
+    /// Batch sends (`rocketmq_binding_send_batches_total`) of the output `out` so far.
+    async fn batch_sends(&self) -> f64 {
+        let text = reqwest::get(format!("http://{}/metrics", self.metrics))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        common::metric_sample(
+            &text,
+            "rocketmq_binding_send_batches_total",
+            &["instance=\"out\""],
+        )
     }
 }
 
@@ -127,12 +154,12 @@ struct Load {
     callers: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// `CALLERS` tasks sending `{case}-{caller}-{seq}` bodies to `topic` until stopped; a failed
+/// `callers` tasks sending `{case}-{caller}-{seq}` bodies to `topic` until stopped; a failed
 /// send is recorded and the caller goes on with the next message (no app-level retry).
-fn start_load(daprd: &Daprd, topic: &str, case: &str, t0: Instant) -> Load {
+fn start_load(daprd: &Daprd, topic: &str, case: &str, t0: Instant, callers: usize) -> Load {
     let stop = Arc::new(AtomicBool::new(false));
     let ledger: Arc<Mutex<Ledger>> = Arc::default();
-    let callers = (0..CALLERS)
+    let callers = (0..callers)
         .map(|c| {
             let (daprd, topic, case) = (daprd.clone(), topic.to_string(), case.to_string());
             let (stop, ledger) = (stop.clone(), ledger.clone());
@@ -484,7 +511,7 @@ async fn cluster_broker_sigkill_under_load_fails_over_and_rejoins() {
     let Some((name, ns)) = cluster() else { return };
     let _one = CLUSTER_LOCK.lock().await;
     let rig = rig(&name, &ns, "kill").await;
-    let load = start_load(&rig.daprd, &rig.topic, "kill", rig.t0);
+    let load = start_load(&rig.daprd, &rig.topic, "kill", rig.t0, CALLERS);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = load.counts();
     let fault_at = rig.t0.elapsed();
@@ -561,7 +588,7 @@ async fn cluster_broker_sigstop_under_load_times_out_and_fails_over() {
     let Some((name, ns)) = cluster() else { return };
     let _one = CLUSTER_LOCK.lock().await;
     let rig = rig(&name, &ns, "stop").await;
-    let load = start_load(&rig.daprd, &rig.topic, "stop", rig.t0);
+    let load = start_load(&rig.daprd, &rig.topic, "stop", rig.t0, CALLERS);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let member = format!("{name}/b");
     script(&["broker-pause", &member]);
@@ -628,5 +655,79 @@ async fn cluster_broker_sigstop_under_load_times_out_and_fails_over() {
         back.is_some(),
         "broker-b got no sends in the 45 s after SIGCONT ({} failed sends started after it)",
         failed_after_resume
+    );
+}
+
+/// A hung broker while creates are coalesced: the topic's lane has two sends at the broker and
+/// the creates behind them leave as batch sends (`tcp/coalesce.rs`). When both lane sends hang
+/// on the paused broker, the creates queued behind them must still end by their own deadline
+/// (sendTimeout, 3 s), unsent (TimedOut) or sent in a batch once a lane send returns; none may
+/// wait longer, none acked may be lost, and sends keep being stored on the other broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_broker_sigstop_with_coalesced_sends_ends_every_create_by_its_deadline() {
+    let Some((name, ns)) = cluster() else { return };
+    let _one = CLUSTER_LOCK.lock().await;
+    let rig = rig(&name, &ns, "stopc").await;
+    let load = start_load(&rig.daprd, &rig.topic, "stopc", rig.t0, MANY_CALLERS);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = rig._bin.batch_sends().await;
+    assert!(
+        before > 0.0,
+        "{MANY_CALLERS} callers did not make batch sends (coalescing not engaged)"
+    );
+    let member = format!("{name}/b");
+    script(&["broker-pause", &member]);
+    let paused = rig.t0.elapsed();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let during = load.counts();
+    script(&["broker-resume", &member]);
+    let resumed = rig.t0.elapsed();
+    let back = load
+        .wait_for_broker("broker-b", resumed, Duration::from_secs(45))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ledger = load.stop().await;
+    let after = rig._bin.batch_sends().await;
+    let on_a_late = ledger
+        .acked
+        .values()
+        .filter(|(b, at)| b == "broker-a" && *at > paused + Duration::from_secs(5) && *at < resumed)
+        .count();
+    println!(
+        "  {MANY_CALLERS} callers; batch sends {before} before the pause, {after} at the end; \
+         broker-b SIGSTOPped at {:.1}s, SIGCONTed at {:.1}s (acked/failed by then {}/{}); \
+         acked on broker-a in the pause's last 5 s: {on_a_late}; first send on broker-b again \
+         at {}",
+        secs(paused),
+        secs(resumed),
+        during.0,
+        during.1,
+        back.map(|b| format!("{:.1}s", secs(b)))
+            .unwrap_or_else(|| "never (45 s)".into()),
+    );
+    let r = finish(
+        rig,
+        "broker-sigstop-coalesced",
+        ledger,
+        paused,
+        Duration::from_secs(90),
+    )
+    .await;
+    assert_eq!(r.lost, 0, "acked messages lost");
+    assert!(r.failed > 0, "no create failed against the hung broker");
+    // Queued creates included: each ends by its own deadline (3 s) plus the daemon's margin.
+    assert!(
+        r.slowest_failed < Duration::from_millis(4500),
+        "a create behind the hung broker took {:?}",
+        r.slowest_failed
+    );
+    assert!(
+        on_a_late > 0,
+        "no create reached broker-a while broker-b hung"
+    );
+    assert!(r.acked > r.failed, "most creates still succeed");
+    assert!(
+        back.is_some(),
+        "broker-b got no sends in the 45 s after SIGCONT"
     );
 }
