@@ -118,7 +118,9 @@ const NAME_UNSAFE: &AsciiSet = &CONTROLS
 
 /// A delivered metadata value, header-safe and reversible.
 pub fn delivery_value(v: &str) -> String {
-    utf8_percent_encode(v, VALUE_UNSAFE).to_string()
+    // Through `Cow`: a value with nothing to encode (nearly all) is copied once, not
+    // formatted piecewise into a growing string.
+    std::borrow::Cow::from(utf8_percent_encode(v, VALUE_UNSAFE)).into_owned()
 }
 
 /// A delivered W3C trace context value (`traceparent`, `tracestate`, `baggage`): verbatim when
@@ -134,7 +136,7 @@ pub fn delivery_trace_value(v: &str) -> String {
 
 /// A delivered property name (after `rocketmq-property-`), header-safe.
 pub fn delivery_name(v: &str) -> String {
-    utf8_percent_encode(v, NAME_UNSAFE).to_string()
+    std::borrow::Cow::from(utf8_percent_encode(v, NAME_UNSAFE)).into_owned()
 }
 
 #[cfg(test)]

@@ -652,15 +652,31 @@ impl PullInput {
                 // Unsettled at close: stays outstanding, so it is never committed.
                 _ = me.closed.cancelled() => return,
             };
-            me.settled(batch, ok).await;
+            if ok {
+                me.confirmed(&batch.msgs);
+            } else {
+                // Boxed: the send-back future is large, and inlining it made every delivery's
+                // task (spawned per batch) that large too, copied in on each spawn.
+                Box::pin(me.released(batch)).await;
+            }
         });
         true
     }
 
-    /// Confirms a batch, or hands it back to the broker.
-    async fn settled(self: &Arc<Self>, batch: Batch, ok: bool) {
+    /// Confirms a batch whose every message was acked.
+    fn confirmed(&self, msgs: &[Arc<MessageExt>]) {
+        if let Ok(mut t) = self.tracker.lock() {
+            for m in msgs {
+                t.done(&queue_of(m), m.queue_offset());
+            }
+        }
+        self.progress.notify_one();
+    }
+
+    /// Hands a batch with a failed message back to the broker.
+    async fn released(self: &Arc<Self>, batch: Batch) {
         let mut again = Vec::new();
-        if !ok && !self.broadcasting {
+        if !self.broadcasting {
             for m in &batch.msgs {
                 let sent = match &self.send_back {
                     Some(s) => s.send_back(m).await,
@@ -671,7 +687,7 @@ impl PullInput {
                     again.push(m.clone());
                 }
             }
-        } else if !ok {
+        } else {
             tracing::warn!(instance = %self.instance, count = batch.msgs.len(), "broadcasting: a failed message is not redelivered");
         }
         if let Ok(mut t) = self.tracker.lock() {
