@@ -583,17 +583,33 @@ async fn cluster_broker_sigkill_under_load_fails_over_and_rejoins() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn cluster_broker_sigstop_under_load_times_out_and_fails_over() {
-    let Some((name, ns)) = cluster() else { return };
-    let _one = CLUSTER_LOCK.lock().await;
-    let rig = rig(&name, &ns, "stop").await;
-    let load = start_load(&rig.daprd, &rig.topic, "stop", rig.t0, CALLERS);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+/// What one SIGSTOP of broker-b under load gave.
+struct Pause {
+    paused: Duration,
+    resumed: Duration,
+    /// (acked, failed) at the SIGCONT.
+    during: (usize, usize),
+    /// First send acked on broker-b after the SIGCONT.
+    back: Option<Duration>,
+    /// Sends acked on broker-a in the pause's last `late` seconds (failover engaged).
+    on_a_late: usize,
+    late: Duration,
+    ledger: Ledger,
+}
+
+/// SIGSTOPs broker-b of cluster `name` for `pause` under `load`, SIGCONTs it, waits (up to
+/// 45 s) for a send to land on it again, and stops the load.
+async fn pause_broker_b(
+    rig: &Rig,
+    name: &str,
+    load: Load,
+    pause: Duration,
+    late: Duration,
+) -> Pause {
     let member = format!("{name}/b");
     script(&["broker-pause", &member]);
     let paused = rig.t0.elapsed();
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    tokio::time::sleep(pause).await;
     let during = load.counts();
     script(&["broker-resume", &member]);
     let resumed = rig.t0.elapsed();
@@ -602,27 +618,69 @@ async fn cluster_broker_sigstop_under_load_times_out_and_fails_over() {
         .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let ledger = load.stop().await;
-    let failed_after_resume = ledger.failed.iter().filter(|f| f.1 > resumed).count();
-    // Failover: sends acked on broker-a in the second half of the pause.
     let on_a_late = ledger
         .acked
         .values()
-        .filter(|(b, at)| b == "broker-a" && *at > paused + Duration::from_secs(6) && *at < resumed)
+        .filter(|(b, at)| b == "broker-a" && *at > resumed - late && *at < resumed)
         .count();
-    println!(
-        "  broker-b SIGSTOPped at {:.1}s, SIGCONTed at {:.1}s (acked/failed by then {}/{}); acked \
-         on broker-a in the pause's last 6 s: {on_a_late}; first send on broker-b again at {}",
-        secs(paused),
-        secs(resumed),
-        during.0,
-        during.1,
-        back.map(|b| format!("{:.1}s", secs(b)))
-            .unwrap_or_else(|| "never (45 s)".into()),
-    );
+    Pause {
+        paused,
+        resumed,
+        during,
+        back,
+        on_a_late,
+        late,
+        ledger,
+    }
+}
+
+impl Pause {
+    fn describe(&self) -> String {
+        format!(
+            "broker-b SIGSTOPped at {:.1}s, SIGCONTed at {:.1}s (acked/failed by then {}/{}); \
+             acked on broker-a in the pause's last {} s: {}; first send on broker-b again at {}",
+            secs(self.paused),
+            secs(self.resumed),
+            self.during.0,
+            self.during.1,
+            self.late.as_secs(),
+            self.on_a_late,
+            self.back
+                .map(|b| format!("{:.1}s", secs(b)))
+                .unwrap_or_else(|| "never (45 s)".into()),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_broker_sigstop_under_load_times_out_and_fails_over() {
+    let Some((name, ns)) = cluster() else { return };
+    let _one = CLUSTER_LOCK.lock().await;
+    let rig = rig(&name, &ns, "stop").await;
+    let load = start_load(&rig.daprd, &rig.topic, "stop", rig.t0, CALLERS);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Failover: sends acked on broker-a in the second half of the pause.
+    let p = pause_broker_b(
+        &rig,
+        &name,
+        load,
+        Duration::from_secs(12),
+        Duration::from_secs(6),
+    )
+    .await;
+    let Pause {
+        paused,
+        resumed,
+        back,
+        on_a_late,
+        ..
+    } = p;
+    let failed_after_resume = p.ledger.failed.iter().filter(|f| f.1 > resumed).count();
+    println!("  {}", p.describe());
     let r = finish(
         rig,
         "broker-sigstop",
-        ledger,
+        p.ledger,
         paused,
         Duration::from_secs(90),
     )
@@ -675,40 +733,29 @@ async fn cluster_broker_sigstop_with_coalesced_sends_ends_every_create_by_its_de
         before > 0.0,
         "{MANY_CALLERS} callers did not make batch sends (coalescing not engaged)"
     );
-    let member = format!("{name}/b");
-    script(&["broker-pause", &member]);
-    let paused = rig.t0.elapsed();
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let during = load.counts();
-    script(&["broker-resume", &member]);
-    let resumed = rig.t0.elapsed();
-    let back = load
-        .wait_for_broker("broker-b", resumed, Duration::from_secs(45))
-        .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let ledger = load.stop().await;
+    let p = pause_broker_b(
+        &rig,
+        &name,
+        load,
+        Duration::from_secs(10),
+        Duration::from_secs(5),
+    )
+    .await;
     let after = rig._bin.batch_sends().await;
-    let on_a_late = ledger
-        .acked
-        .values()
-        .filter(|(b, at)| b == "broker-a" && *at > paused + Duration::from_secs(5) && *at < resumed)
-        .count();
     println!(
-        "  {MANY_CALLERS} callers; batch sends {before} before the pause, {after} at the end; \
-         broker-b SIGSTOPped at {:.1}s, SIGCONTed at {:.1}s (acked/failed by then {}/{}); \
-         acked on broker-a in the pause's last 5 s: {on_a_late}; first send on broker-b again \
-         at {}",
-        secs(paused),
-        secs(resumed),
-        during.0,
-        during.1,
-        back.map(|b| format!("{:.1}s", secs(b)))
-            .unwrap_or_else(|| "never (45 s)".into()),
+        "  {MANY_CALLERS} callers; batch sends {before} before the pause, {after} at the end; {}",
+        p.describe()
     );
+    let Pause {
+        paused,
+        back,
+        on_a_late,
+        ..
+    } = p;
     let r = finish(
         rig,
         "broker-sigstop-coalesced",
-        ledger,
+        p.ledger,
         paused,
         Duration::from_secs(90),
     )

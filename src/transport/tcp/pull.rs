@@ -103,6 +103,8 @@ const QUERY_CONSUMER_OFFSET: i32 = 14;
 const QUERY_OFFSET_TIMEOUT_MS: u64 = 1000;
 /// How long close reads the stored offsets back until the broker shows the final commit.
 const COMMIT_CHECK_WAIT: Duration = Duration::from_secs(2);
+/// How often close reads them again meanwhile.
+const COMMIT_CHECK_EVERY: Duration = Duration::from_millis(20);
 /// What the crate's consumer shutdown gets once the broker showed the final commit. Its pull
 /// tasks sit in the broker's long poll (held up to 5 s at a time, the broker's hold-service
 /// tick) and the shutdown waits 5 s for each such queue in turn, which made an input's close
@@ -354,11 +356,7 @@ impl SendBack {
     /// Hands one message back: the broker redelivers it through the retry topic, or moves it
     /// to the DLQ when its retries are used up.
     pub async fn send_back(&self, m: &MessageExt) -> Result<(), String> {
-        let topic = real_topic(m).unwrap_or_else(|| m.topic().clone());
-        let topic = match &self.namespace {
-            Some(ns) => NamespaceUtil::wrap_namespace(ns, topic.as_str()).to_string(),
-            None => topic.to_string(),
-        };
+        let topic = self.broker_topic(&real_topic(m).unwrap_or_else(|| m.topic().clone()));
         let header = ConsumerSendMsgBackRequestHeader {
             offset: m.commit_log_offset(),
             group: CheetahString::from_string(self.group.clone()),
@@ -375,21 +373,12 @@ impl SendBack {
                 oneway: None,
             }),
         };
-        let addr = CheetahString::from_string(m.store_host().to_string());
         let request = RemotingCommand::create_request_command(CONSUMER_SEND_MSG_BACK, header);
-        match self
-            .client
-            .invoke_request(Some(&addr), request, SEND_BACK_TIMEOUT_MS)
-            .await
-        {
-            Ok(OutboundRequestOutcome::Response(r)) if r.code() == 0 => Ok(()),
-            Ok(OutboundRequestOutcome::Response(r)) => Err(format!(
-                "broker {addr} answered {}: {}",
-                r.code(),
-                r.remark().map(|s| s.to_string()).unwrap_or_default()
-            )),
-            Ok(other) => Err(format!("broker {addr}: {other:?}")),
-            Err(e) => Err(format!("broker {addr}: {e}")),
+        let addr = m.store_host();
+        let r = self.call(addr, request, SEND_BACK_TIMEOUT_MS).await?;
+        match r.code() {
+            0 => Ok(()),
+            _ => Err(refused(addr, &r)),
         }
     }
 
@@ -400,10 +389,7 @@ impl SendBack {
         addr: SocketAddr,
         queue: &MessageQueue,
     ) -> Result<Option<i64>, String> {
-        let topic = match &self.namespace {
-            Some(ns) => NamespaceUtil::wrap_namespace(ns, queue.topic().as_str()).to_string(),
-            None => queue.topic().to_string(),
-        };
+        let topic = self.broker_topic(queue.topic());
         let header = QueryConsumerOffsetRequestHeader {
             consumer_group: CheetahString::from_string(self.group.clone()),
             topic: CheetahString::from_string(topic),
@@ -419,24 +405,41 @@ impl SendBack {
                 }),
             }),
         };
-        let addr = CheetahString::from_string(addr.to_string());
         let request = RemotingCommand::create_request_command(QUERY_CONSUMER_OFFSET, header);
-        match self
-            .client
-            .invoke_request(Some(&addr), request, QUERY_OFFSET_TIMEOUT_MS)
-            .await
-        {
-            Ok(OutboundRequestOutcome::Response(r)) if r.code() == 0 => r
+        let r = self.call(addr, request, QUERY_OFFSET_TIMEOUT_MS).await?;
+        match r.code() {
+            0 => r
                 .decode_command_custom_header::<QueryConsumerOffsetResponseHeader>()
                 .map(|h| h.offset)
                 .map_err(|e| format!("broker {addr}: {e}")),
             // QUERY_NOT_FOUND
-            Ok(OutboundRequestOutcome::Response(r)) if r.code() == 22 => Ok(None),
-            Ok(OutboundRequestOutcome::Response(r)) => Err(format!(
-                "broker {addr} answered {}: {}",
-                r.code(),
-                r.remark().map(|s| s.to_string()).unwrap_or_default()
-            )),
+            22 => Ok(None),
+            _ => Err(refused(addr, &r)),
+        }
+    }
+
+    /// `topic` as the broker knows it (namespace applied).
+    fn broker_topic(&self, topic: &str) -> String {
+        match &self.namespace {
+            Some(ns) => NamespaceUtil::wrap_namespace(ns, topic).to_string(),
+            None => topic.to_string(),
+        }
+    }
+
+    /// Sends `request` to the broker at `addr` and returns its response, whatever its code.
+    async fn call(
+        &self,
+        addr: SocketAddr,
+        request: RemotingCommand,
+        timeout_ms: u64,
+    ) -> Result<RemotingCommand, String> {
+        let target = CheetahString::from_string(addr.to_string());
+        match self
+            .client
+            .invoke_request(Some(&target), request, timeout_ms)
+            .await
+        {
+            Ok(OutboundRequestOutcome::Response(r)) => Ok(r),
             Ok(other) => Err(format!("broker {addr}: {other:?}")),
             Err(e) => Err(format!("broker {addr}: {e}")),
         }
@@ -446,6 +449,15 @@ impl SendBack {
     pub fn shutdown(&self) {
         self.client.shutdown();
     }
+}
+
+/// A broker's refusal, with its code and remark.
+fn refused(addr: SocketAddr, r: &RemotingCommand) -> String {
+    format!(
+        "broker {addr} answered {}: {}",
+        r.code(),
+        r.remark().map(|s| s.to_string()).unwrap_or_default()
+    )
 }
 
 /// A running pull input.
@@ -764,42 +776,42 @@ impl PullInput {
         let Some(client) = &self.send_back else {
             return true;
         };
-        let mut pending: Vec<(MessageQueue, i64, Option<SocketAddr>)> = match self.tracker.lock() {
+        // Every committed queue was polled, so its broker is known; if not, nothing to check.
+        let pending: Option<Vec<(MessageQueue, i64, SocketAddr)>> = match self.tracker.lock() {
             Ok(t) => committed
                 .iter()
-                .map(|(q, o)| (q.clone(), *o, t.broker_of(q)))
+                .map(|(q, o)| Some((q.clone(), *o, t.broker_of(q)?)))
                 .collect(),
-            Err(_) => return false,
+            Err(_) => None,
+        };
+        let Some(mut pending) = pending else {
+            return false;
         };
         let until = Instant::now() + crate::transport::within(COMMIT_CHECK_WAIT, deadline);
-        loop {
+        while !pending.is_empty() {
             let mut left = Vec::new();
-            for (queue, offset, broker) in pending {
-                let Some(addr) = broker else {
-                    return false;
-                };
-                match tokio::time::timeout_at(until, client.stored_offset(addr, &queue)).await {
-                    Ok(Ok(Some(stored))) if stored >= offset => {}
-                    Ok(Ok(stored)) => {
-                        tracing::debug!(instance = %self.instance, queue = %queue, offset, ?stored, "final commit not stored yet");
-                        left.push((queue, offset, broker));
+            for (queue, offset, addr) in pending {
+                let stored = tokio::time::timeout_at(until, client.stored_offset(addr, &queue))
+                    .await
+                    .ok();
+                match stored {
+                    None => return false,
+                    Some(Ok(Some(stored))) if stored >= offset => {}
+                    Some(other) => {
+                        tracing::debug!(instance = %self.instance, queue = %queue, offset, result = ?other, "final commit not seen on the broker yet");
+                        left.push((queue, offset, addr));
                     }
-                    Ok(Err(e)) => {
-                        tracing::debug!(instance = %self.instance, queue = %queue, error = %e, "cannot read the stored offset");
-                        left.push((queue, offset, broker));
-                    }
-                    Err(_) => return false,
                 }
             }
-            if left.is_empty() {
-                return true;
+            if !left.is_empty() {
+                if Instant::now() + COMMIT_CHECK_EVERY >= until {
+                    return false;
+                }
+                tokio::time::sleep(COMMIT_CHECK_EVERY).await;
             }
-            if Instant::now() + Duration::from_millis(20) >= until {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
             pending = left;
         }
+        true
     }
 
     /// Stops polling and settling (unsettled messages stay uncommitted), commits what was
