@@ -98,7 +98,11 @@ if [[ $smoke == 1 ]]; then
   limit=600
 else
   log "building (release; the first build takes several minutes)"
-  cargo build --release --bins --example bench
+  # Two builds: the daemon exactly as users build it (deploy/Dockerfile: no dev-dependency
+  # features, so its symbols match link/symbol-order.txt), then the example (dev-dependency
+  # features unified in: another build of the library that the daemon does not link).
+  cargo build --release --bins
+  cargo build --release --example bench
   exe="$target/release/examples/bench"
   limit=3600
 fi
