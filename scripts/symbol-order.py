@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """The two halves of scripts/symbol-order.sh, on one reading of the binary's text symbols.
 
-  symbol-order.py write EXE CALLGRIND_DIR OUT  every function callgrind saw that is a text
-                                               symbol of EXE, by address, one name per line
+  symbol-order.py write EXE OUT DIR...         every function callgrind saw (in the out.* files
+                                               of the DIRs) that is a text symbol of EXE, one
+                                               name per line: first those every DIR saw, then
+                                               those of the first DIR only, then of the second
+                                               …, each group by address
   symbol-order.py check EXE ORDER              how many of ORDER's names EXE has and whether
                                                they lead its .text; exit 1 below 90 %
 """
@@ -23,21 +26,36 @@ def text_symbols(exe):
     return text
 
 
-def write(exe, cg_dir, out):
+def seen(cg_dir):
+    """Every function name in the callgrind outputs of `cg_dir`."""
     ran = set()
     for f in pathlib.Path(cg_dir).glob("out.*"):
         for line in f.read_text(errors="replace").splitlines():
             m = re.match(r"c?fn=\(\d+\) (.+)$", line)
             if m:
                 ran.add(m.group(1).strip())
+    return ran
+
+
+def write(exe, out, *cg_dirs):
+    # One group per run shape (TCP, HTTP), so that a daemon of one transport touches the shared
+    # code and its own group, not pages interleaved with the other transport's functions.
     text = text_symbols(exe)
-    hot = sorted((n for n in ran if n in text), key=lambda n: text[n][0])
+    runs = [{n for n in seen(d) if n in text} for d in cg_dirs]
+    common = set.intersection(*runs)
+    groups, done = [common], set(common)
+    for r in runs:
+        groups.append(r - done)
+        done |= r
+    hot = [n for g in groups for n in sorted(g, key=lambda n: text[n][0])]
     if not hot:
         sys.exit("symbol-order.sh: callgrind saw no function of the binary")
     pathlib.Path(out).write_text("".join(n + "\n" for n in hot))
     size = sum(text[n][1] for n in hot)
     total = sum(s for _, s in text.values())
-    print(f"symbol-order.sh: {len(hot)} functions, {size / 1e6:.2f} of {total / 1e6:.2f} MB of text, in {out}")
+    parts = " + ".join(f"{len(g)}" for g in groups)
+    print(f"symbol-order.sh: {len(hot)} functions ({parts}: shared, then each run's own), "
+          f"{size / 1e6:.2f} of {total / 1e6:.2f} MB of text, in {out}")
 
 
 def check(exe, order):
@@ -54,7 +72,7 @@ def check(exe, order):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "write":
+    if len(sys.argv) >= 5 and sys.argv[1] == "write":
         write(*sys.argv[2:])
     elif len(sys.argv) == 4 and sys.argv[1] == "check":
         sys.exit(check(*sys.argv[2:]))

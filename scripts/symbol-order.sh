@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Regenerates link/symbol-order.txt, the code layout of release builds (build.rs passes it to
-# LLD as --symbol-ordering-file): every function of the daemon binary that ran while
-# scripts/bench-dapr.sh drove it through daprd (output over HTTP and gRPC at C = 1 and 16, the
-# four input rows), in the order of their old addresses. Those functions then sit together at
-# the start of .text, so the pages that run are few and adjacent instead of spread over the
-# whole text (see README, "Code layout" under Benchmark).
+# LLD as --symbol-ordering-file): every function of the daemon binary that ran in two runs,
+#   tcp:  scripts/bench-dapr.sh driving it through daprd (output over HTTP and gRPC at C = 1
+#         and 16, the four input rows) against the Java broker;
+#   http: `accessProto: http` against the project's Aliyun MQ HTTP emulator, driven by the
+#         daemon's own `client` subcommand (160 Inits and creates, 8 at a time, with tags,
+#         keys, properties and every 10th body binary; then one Read of all of them, every
+#         10th acked as failed and redelivered);
+# the functions both runs saw first, then the tcp run's own, then the http run's own, each group
+# in the order of their old addresses. Those functions then sit together at the start of .text,
+# so the pages a daemon runs are few and adjacent instead of spread over the whole text (see
+# README, "Code layout" under Benchmark).
 #
-# Usage: scripts/symbol-order.sh          (~8 min with the release builds; needs valgrind)
+# Usage: scripts/symbol-order.sh          (~10 min with the release builds; needs valgrind)
 #        scripts/symbol-order.sh --check  how many of the file's functions the release daemon
 #                                         (cargo build --release --bins) has, and whether they
 #                                         lead its .text; exits 1 below 90 %: time to regenerate
@@ -30,16 +36,78 @@ fi
 command -v valgrind >/dev/null || { echo "symbol-order.sh: valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 work="$(pwd)/$target/symbol-order"
 rm -rf "$work"
-mkdir -p "$work/cg"
+mkdir -p "$work/cg/tcp" "$work/cg/http"
 
-cat >"$work/daemon-callgrind.sh" <<EOF
+# The daemon under callgrind, one output file per process in cg/$1.
+callgrind() {
+  cat >"$work/daemon-$1.sh" <<EOF
 #!/bin/sh
-exec valgrind --tool=callgrind --demangle=no --callgrind-out-file=$work/cg/out.%p $exe "\$@"
+exec valgrind --tool=callgrind --demangle=no --callgrind-out-file=$work/cg/$1/out.%p $exe "\$@"
 EOF
-chmod +x "$work/daemon-callgrind.sh"
+  chmod +x "$work/daemon-$1.sh"
+}
+callgrind tcp
+callgrind http
 
 # The daemon runs ~20-50x slower under callgrind: small counts, generous limits.
-scripts/bench-dapr.sh --daemon "$work/daemon-callgrind.sh" --rounds 1 --concurrency 1,16 \
+echo "symbol-order.sh: tcp run (scripts/bench-dapr.sh; its tables in $work/bench.txt)"
+scripts/bench-dapr.sh --daemon "$work/daemon-tcp.sh" --rounds 1 --concurrency 1,16 \
   --messages 1600 --backlog 1000 --limit-secs 300 >"$work/bench.txt"
 
-python3 scripts/symbol-order.py write "$exe" "$work/cg" link/symbol-order.txt
+echo "symbol-order.sh: http run (emulator and client; logs in $work/http)"
+h="$work/http"
+mkdir -p "$h/sockets"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+"$target/release/aliyun-mq-emulator" --listen "127.0.0.1:$port" --access-key so-ak \
+  --secret-key so-sk --invisibility-seconds 2 >"$h/emulator.log" 2>&1 &
+pids+=($!)
+"$work/daemon-http.sh" --socket-folder "$h/sockets" >"$h/daemon.log" 2>&1 &
+daemon=$!
+pids+=($daemon)
+sock="$h/sockets/rocketmq-pluggable.sock"
+for _ in $(seq 1 600); do [[ -S "$sock" ]] && break; sleep 0.1; done
+[[ -S "$sock" ]] || { tail -20 "$h/daemon.log" >&2; exit 1; }
+# One instance per concurrent client: a second Init of one instance replaces its producer.
+component() {
+  cat <<YAML
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: symbol-order-$1
+spec:
+  type: bindings.rocketmq-pluggable
+  version: v1
+  metadata:
+    - {name: accessProto, value: http}
+    - {name: endpoint, value: "http://127.0.0.1:$port"}
+    - {name: accessKey, value: so-ak}
+    - {name: secretKey, value: so-sk}
+    - {name: consumerGroup, value: GID_symbol_order}
+    - {name: topics, value: symbol-order}
+YAML
+}
+head -c 1024 /dev/zero | tr '\0' x >"$h/text.bin"
+head -c 1024 /dev/urandom >"$h/binary.bin"
+client() { "$exe" client --socket-folder "$h/sockets" --component "$h/component-$1.yaml" "${@:2}"; }
+senders=()
+for w in $(seq 1 8); do
+  component "$w" >"$h/component-$w.yaml"
+  (
+    for n in $(seq "$w" 8 160); do
+      body=text; (( n % 10 == 0 )) && body=binary
+      client "$w" send --file "$h/$body.bin" -m rocketmq-topic=symbol-order -m "rocketmq-tag=t$n" \
+        -m "rocketmq-key=k$n" -m "rocketmq-property-n=$n" >/dev/null
+    done
+  ) &
+  senders+=($!)
+done
+for p in "${senders[@]}"; do wait "$p"; done
+component read >"$h/component-read.yaml"
+client read read --count 160 --fail-every 10 --idle 60s >"$h/read.jsonl"
+echo "symbol-order.sh: http run read $(wc -l <"$h/read.jsonl") deliveries"
+kill -TERM "$daemon"
+wait "$daemon" || true
+
+python3 scripts/symbol-order.py write "$exe" link/symbol-order.txt "$work/cg/tcp" "$work/cg/http"
