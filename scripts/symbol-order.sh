@@ -16,6 +16,10 @@
 #        scripts/symbol-order.sh --check  how many of the file's functions the release daemon
 #                                         (cargo build --release --bins) has, and whether they
 #                                         lead its .text; exits 1 below 90 %: time to regenerate
+#        scripts/symbol-order.sh --measure-http [N]
+#                                         the http run with the plain release daemon and N creates
+#                                         (default 800); prints the daemon's VmHWM and how much of
+#                                         its binary is resident at the end (README's figures)
 #
 # How: the benchmark (which makes the release build) with the daemon run under
 # `valgrind --tool=callgrind --demangle=no` (one output file per daemon process), then every
@@ -33,10 +37,83 @@ if [[ "${1:-}" == --check ]]; then
   cargo build --release --bins
   exec python3 scripts/symbol-order.py check "$exe" link/symbol-order.txt
 fi
-command -v valgrind >/dev/null || { echo "symbol-order.sh: valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
+measure=0
+if [[ "${1:-}" == --measure-http ]]; then measure=1; else
+  command -v valgrind >/dev/null || { echo "symbol-order.sh: valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
+fi
 work="$(pwd)/$target/symbol-order"
 rm -rf "$work"
 mkdir -p "$work/cg/tcp" "$work/cg/http"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+
+# The http run: the emulator, the daemon (command $1) on a socket of its own, $2 creates from 8
+# instances at once (a second Init of one instance would replace its producer), then one Read
+# of all of them with every 10th delivery acked as failed and redelivered. Fails unless all $2
+# are acked; with $3 = measure, prints the daemon's VmHWM and resident binary before stopping it.
+http_run() {
+  local daemon_cmd=$1 n=$2 h="$work/http" port daemon w ok
+  mkdir -p "$h/sockets"
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  "$target/release/aliyun-mq-emulator" --listen "127.0.0.1:$port" --access-key so-ak \
+    --secret-key so-sk --invisibility-seconds 2 >"$h/emulator.log" 2>&1 &
+  pids+=($!)
+  "$daemon_cmd" --socket-folder "$h/sockets" >"$h/daemon.log" 2>&1 &
+  daemon=$!
+  pids+=($daemon)
+  for _ in $(seq 1 600); do [[ -S "$h/sockets/rocketmq-pluggable.sock" ]] && break; sleep 0.1; done
+  [[ -S "$h/sockets/rocketmq-pluggable.sock" ]] || { tail -20 "$h/daemon.log" >&2; exit 1; }
+  head -c 1024 /dev/zero | tr '\0' x >"$h/text.bin"
+  head -c 1024 /dev/urandom >"$h/binary.bin"
+  for w in $(seq 1 8) read; do
+    cat >"$h/component-$w.yaml" <<YAML
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: symbol-order-$w
+spec:
+  type: bindings.rocketmq-pluggable
+  version: v1
+  metadata:
+    - {name: accessProto, value: http}
+    - {name: endpoint, value: "http://127.0.0.1:$port"}
+    - {name: accessKey, value: so-ak}
+    - {name: secretKey, value: so-sk}
+    - {name: consumerGroup, value: GID_symbol_order}
+    - {name: topics, value: symbol-order}
+YAML
+  done
+  local senders=()
+  for w in $(seq 1 8); do
+    (
+      for i in $(seq "$w" 8 "$n"); do
+        body=text; (( i % 10 == 0 )) && body=binary
+        client "$w" send --file "$h/$body.bin" -m rocketmq-topic=symbol-order \
+          -m "rocketmq-tag=t$i" -m "rocketmq-key=k$i" -m "rocketmq-property-n=$i" >/dev/null
+      done
+    ) &
+    senders+=($!)
+  done
+  for w in "${senders[@]}"; do wait "$w"; done
+  client read read --count "$n" --fail-every 10 --idle 60s >"$h/read.jsonl"
+  ok=$(grep -c '"ack":"ok"' "$h/read.jsonl" || true)
+  [[ "$ok" -eq "$n" ]] || { echo "symbol-order.sh: http run: $ok of $n acked" >&2; tail -20 "$h/daemon.log" >&2; exit 1; }
+  echo "symbol-order.sh: http run: $n creates, $ok acked, $(($(wc -l <"$h/read.jsonl") - ok)) failed and redelivered"
+  if [[ "${3:-}" == measure ]]; then
+    echo "symbol-order.sh: daemon $(grep VmHWM "/proc/$daemon/status" | tr -s '\t ' ' '), binary resident" \
+      "$(awk -v exe="$exe" '/^[0-9a-f]+-[0-9a-f]+ / {f = $6} $1 == "Rss:" && f == exe {t += $2} END {print t + 0}' \
+        "/proc/$daemon/smaps") kB"
+  fi
+  kill -TERM "$daemon"
+  wait "$daemon" || true
+}
+client() { "$exe" client --socket-folder "$work/http/sockets" --component "$work/http/component-$1.yaml" "${@:2}"; }
+
+if [[ "$measure" == 1 ]]; then
+  cargo build --release --bins
+  http_run "$exe" "${2:-800}" measure
+  exit 0
+fi
 
 # The daemon under callgrind, one output file per process in cg/$1.
 callgrind() {
@@ -53,61 +130,7 @@ callgrind http
 echo "symbol-order.sh: tcp run (scripts/bench-dapr.sh; its tables in $work/bench.txt)"
 scripts/bench-dapr.sh --daemon "$work/daemon-tcp.sh" --rounds 1 --concurrency 1,16 \
   --messages 1600 --backlog 1000 --limit-secs 300 >"$work/bench.txt"
-
 echo "symbol-order.sh: http run (emulator and client; logs in $work/http)"
-h="$work/http"
-mkdir -p "$h/sockets"
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-"$target/release/aliyun-mq-emulator" --listen "127.0.0.1:$port" --access-key so-ak \
-  --secret-key so-sk --invisibility-seconds 2 >"$h/emulator.log" 2>&1 &
-pids+=($!)
-"$work/daemon-http.sh" --socket-folder "$h/sockets" >"$h/daemon.log" 2>&1 &
-daemon=$!
-pids+=($daemon)
-sock="$h/sockets/rocketmq-pluggable.sock"
-for _ in $(seq 1 600); do [[ -S "$sock" ]] && break; sleep 0.1; done
-[[ -S "$sock" ]] || { tail -20 "$h/daemon.log" >&2; exit 1; }
-# One instance per concurrent client: a second Init of one instance replaces its producer.
-component() {
-  cat <<YAML
-apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: symbol-order-$1
-spec:
-  type: bindings.rocketmq-pluggable
-  version: v1
-  metadata:
-    - {name: accessProto, value: http}
-    - {name: endpoint, value: "http://127.0.0.1:$port"}
-    - {name: accessKey, value: so-ak}
-    - {name: secretKey, value: so-sk}
-    - {name: consumerGroup, value: GID_symbol_order}
-    - {name: topics, value: symbol-order}
-YAML
-}
-head -c 1024 /dev/zero | tr '\0' x >"$h/text.bin"
-head -c 1024 /dev/urandom >"$h/binary.bin"
-client() { "$exe" client --socket-folder "$h/sockets" --component "$h/component-$1.yaml" "${@:2}"; }
-senders=()
-for w in $(seq 1 8); do
-  component "$w" >"$h/component-$w.yaml"
-  (
-    for n in $(seq "$w" 8 160); do
-      body=text; (( n % 10 == 0 )) && body=binary
-      client "$w" send --file "$h/$body.bin" -m rocketmq-topic=symbol-order -m "rocketmq-tag=t$n" \
-        -m "rocketmq-key=k$n" -m "rocketmq-property-n=$n" >/dev/null
-    done
-  ) &
-  senders+=($!)
-done
-for p in "${senders[@]}"; do wait "$p"; done
-component read >"$h/component-read.yaml"
-client read read --count 160 --fail-every 10 --idle 60s >"$h/read.jsonl"
-echo "symbol-order.sh: http run read $(wc -l <"$h/read.jsonl") deliveries"
-kill -TERM "$daemon"
-wait "$daemon" || true
+http_run "$work/daemon-http.sh" 160
 
 python3 scripts/symbol-order.py write "$exe" link/symbol-order.txt "$work/cg/tcp" "$work/cg/http"
