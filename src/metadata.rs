@@ -92,6 +92,33 @@ pub enum ConsumerModel {
     Broadcasting,
 }
 
+/// `sendReceipt`: which send receipt a `create` returns to the app.
+///
+/// daprd copies every receipt key into the caller's answer (`metadata.<key>` headers over
+/// HTTP and gRPC, and the gRPC reply's `metadata`), so a smaller receipt is cheaper for daprd
+/// and for the caller; Dapr's Go binding returns none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptMode {
+    /// Every receipt key the transport reports (message id, topic, queue, offset, broker,
+    /// send status).
+    Full,
+    /// Only `rocketmq-message-id`.
+    Id,
+    /// Nothing: an empty answer, as Dapr's Go binding gives.
+    None,
+}
+
+impl ReceiptMode {
+    /// `full`, `id` or `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptMode::Full => "full",
+            ReceiptMode::Id => "id",
+            ReceiptMode::None => "none",
+        }
+    }
+}
+
 /// `fromWhere`: where a new consumer group starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FromWhere {
@@ -240,6 +267,8 @@ pub struct Settings {
     /// `maxSendBatch` (tcp output): messages per batch when concurrent `create`s of one topic
     /// are coalesced; 1 sends every `create` alone.
     pub max_send_batch: u32,
+    /// `sendReceipt` (output): which receipt keys a `create` answers with.
+    pub send_receipt: ReceiptMode,
     /// `backOff*` (accepted, see [`BackOff`]).
     pub back_off: BackOff,
     /// Keys present but not known to this binding (names only), e.g. `direction`, `route`.
@@ -347,6 +376,7 @@ pub const KEYS: &[Key] = {
         key("pullThresholdSizeForQueue", Tcp, Some("2")),
         key("pullThresholdForTopic", Tcp, Some("1000")),
         key("maxSendBatch", Tcp, Some("64")),
+        key("sendReceipt", Dapr, Some("\"full\"")),
         key("backOffPolicy", Dapr, Some("\"constant\"")),
         key("backOffDuration", Dapr, Some("\"5s\"")),
         key("backOffInitialInterval", Dapr, None),
@@ -862,6 +892,21 @@ impl Settings {
             Some(v) => parse_int("maxInFlight", v, 1, 100_000)? as usize,
             None => 64,
         };
+        let send_receipt = match p.get("sendReceipt") {
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "full" => ReceiptMode::Full,
+                "id" => ReceiptMode::Id,
+                "none" => ReceiptMode::None,
+                _ => {
+                    return Err(invalid(
+                        "sendReceipt",
+                        v,
+                        "`full` (default), `id` or `none`",
+                    ));
+                }
+            },
+            None => ReceiptMode::Full,
+        };
         let back_off = decode_back_off(p)?;
 
         let mut ignored_keys: Vec<String> = p
@@ -900,6 +945,7 @@ impl Settings {
             pull_threshold_size_for_queue: DEFAULT_PULL_THRESHOLD_SIZE_FOR_QUEUE,
             pull_threshold_for_all: DEFAULT_PULL_THRESHOLD_FOR_TOPIC,
             max_send_batch: DEFAULT_MAX_SEND_BATCH,
+            send_receipt,
             back_off,
             ignored_keys,
         })
@@ -967,6 +1013,7 @@ impl Settings {
             "pullThresholdSizeForQueue" => self.pull_threshold_size_for_queue.to_string(),
             "pullThresholdForTopic" => self.pull_threshold_for_all.to_string(),
             "maxSendBatch" => self.max_send_batch.to_string(),
+            "sendReceipt" => q(self.send_receipt.as_str()),
             "backOffPolicy" => q(&self.back_off.policy),
             "backOffDuration" => dur(self.back_off.duration),
             "backOffMaxRetries" => self.back_off.max_retries.to_string(),
@@ -1157,6 +1204,24 @@ mod tests {
     }
 
     #[test]
+    fn send_receipt_values_in_any_case() {
+        for (v, want) in [
+            ("full", ReceiptMode::Full),
+            ("ID", ReceiptMode::Id),
+            ("None", ReceiptMode::None),
+        ] {
+            let s = Settings::decode(&tcp(&[("sendReceipt", v)]), Role::Output).unwrap();
+            assert_eq!(s.send_receipt, want, "{v}");
+            assert_eq!(
+                s.effective("sendReceipt").unwrap(),
+                format!("{:?}", want.as_str())
+            );
+        }
+        let e = err(tcp(&[("sendReceipt", "offsets")]), Role::Output);
+        assert!(e.contains("`sendReceipt`") && e.contains("`none`"), "{e}");
+    }
+
+    #[test]
     fn defaults_for_minimal_tcp() {
         let s = Settings::decode(&tcp(&[]), Role::Input).unwrap();
         assert_eq!(s.access_proto, AccessProto::Tcp);
@@ -1167,6 +1232,7 @@ mod tests {
         assert_eq!(s.retries, 2);
         assert_eq!(s.max_reconsume_times, 16);
         assert_eq!(s.max_in_flight, 64);
+        assert_eq!(s.send_receipt, ReceiptMode::Full);
         assert_eq!(s.consumer_model, ConsumerModel::Clustering);
         assert_eq!(s.from_where, FromWhere::LastOffset);
         assert!(!s.consume_orderly);
@@ -1289,6 +1355,7 @@ mod tests {
             ("consumeOrderly", "maybe"),
             ("maxReconsumeTimes", "-5"),
             ("maxInFlight", "0"),
+            ("sendReceipt", "some"),
             ("backOffPolicy", "linear"),
             ("backOffDuration", "soon"),
             ("backOffMaxRetries", "x"),

@@ -1,4 +1,7 @@
 //! `dapr.proto.components.v1.OutputBinding`: Init, Invoke (`create`), ListOperations, Ping.
+//!
+//! Invoke answers with the transport's send receipt, cut to what `sendReceipt` asks for
+//! ([`contract::receipt_for_app`]).
 
 use std::sync::Arc;
 
@@ -15,7 +18,10 @@ use super::{
         output_binding_server::OutputBinding,
     },
 };
-use crate::{error::Error, transport::OutboundMessage};
+use crate::{
+    error::Error,
+    transport::{OutboundMessage, contract},
+};
 
 /// Operations this binding supports.
 pub const OPERATIONS: &[&str] = &["create"];
@@ -78,7 +84,7 @@ impl OutputBinding for OutputService {
             .inspect_err(|e| tracing::debug!(instance = %name, error = %e, "send failed"))?;
         Ok(Response::new(InvokeResponse {
             data: Default::default(),
-            metadata: receipt,
+            metadata: contract::receipt_for_app(receipt, inst.common.settings.send_receipt),
             content_type: String::new(),
         }))
     }

@@ -1,5 +1,6 @@
 //! The message contract with the app that both transports share: how request metadata keys
-//! are looked up, which tag a send gets by default, and how delivery metadata is encoded.
+//! are looked up, which tag a send gets by default, which send receipt the app gets
+//! (`sendReceipt`) and how delivery metadata is encoded.
 //!
 //! These used to be written once per transport and drifted apart (the app saw different
 //! behaviour for the same Component depending on `accessProto`): http matched request keys
@@ -11,7 +12,25 @@ use std::collections::HashMap;
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
-use crate::metadata::{Settings, Subscription};
+use crate::metadata::{ReceiptMode, Settings, Subscription};
+
+/// The receipt key of a send's message id (the id consumers see), on both transports.
+pub const RECEIPT_MESSAGE_ID: &str = "rocketmq-message-id";
+
+/// The part of a transport's send `receipt` that `mode` (`sendReceipt`) returns to the app.
+pub fn receipt_for_app(
+    mut receipt: HashMap<String, String>,
+    mode: ReceiptMode,
+) -> HashMap<String, String> {
+    match mode {
+        ReceiptMode::Full => receipt,
+        ReceiptMode::Id => receipt
+            .remove_entry(RECEIPT_MESSAGE_ID)
+            .into_iter()
+            .collect(),
+        ReceiptMode::None => HashMap::new(),
+    }
+}
 
 /// A send request's metadata with Dapr's key semantics: keys match case-insensitively,
 /// values are trimmed and an empty value counts as absent. Property names keep the spelling
@@ -142,6 +161,25 @@ pub fn delivery_name(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn send_receipt_modes_cut_the_receipt() {
+        let full: HashMap<String, String> = [
+            (RECEIPT_MESSAGE_ID, "7F00"),
+            ("rocketmq-topic", "orders"),
+            ("rocketmq-queue-offset", "12"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(receipt_for_app(full.clone(), ReceiptMode::Full), full);
+        let id = receipt_for_app(full.clone(), ReceiptMode::Id);
+        assert_eq!(id.len(), 1);
+        assert_eq!(id[RECEIPT_MESSAGE_ID], "7F00");
+        assert!(receipt_for_app(full, ReceiptMode::None).is_empty());
+        // A receipt without an id (nothing was sent) stays empty under `id`.
+        assert!(receipt_for_app(HashMap::new(), ReceiptMode::Id).is_empty());
+    }
 
     #[test]
     fn keys_ignore_case_and_empty_values() {

@@ -76,6 +76,37 @@ def test_grpc_sdk_invoke_binding_bytes_and_receipt(ws, transport):
     assert not [k for k in d.headers if k.startswith("rocketmq-property-") and k != "rocketmq-property-kind"]
 
 
+def test_send_receipt_id_and_none(ws, transport):
+    """`sendReceipt`: `id` answers with the message id alone, `none` with nothing (what Dapr's
+    Go binding answers), over daprd's HTTP API and gRPC; the message is sent all the same."""
+    name_id, name_none = unique("rcpt_id"), unique("rcpt_none")
+    ws.daemon().start()
+    ws.component(name_id, transport.metadata(sendReceipt="id"))
+    ws.component(name_none, transport.metadata(sendReceipt="None"))
+    app = ws.http_app(subscribed={name_id})
+    daprd = ws.daprd(app_port=app.port).start(ready="all")
+
+    r = daprd.invoke(name_id, "by-http", {"rocketmq-tag": "t"})
+    assert r.status == 200, (r.status, r.body)
+    got = {k: v for k, v in r.headers.items() if k.lower().startswith("metadata.")}
+    assert list(got) == ["metadata.rocketmq-message-id"], got
+    [d] = app.wait_count(name_id, 1, 60)
+    assert d.message_id == got["metadata.rocketmq-message-id"]
+
+    r = daprd.invoke(name_none, "by-http", {"rocketmq-tag": "t"})
+    assert r.status == 200, (r.status, r.body)
+    got = [k for k in r.headers if k.lower().startswith("metadata.")]
+    assert got == [], got
+
+    with daprd.client() as c:
+        one = c.invoke_binding(name_id, "create", data=b"by-grpc")
+        none = c.invoke_binding(name_none, "create", data=b"by-grpc")
+    assert list(dict(one.binding_metadata)) == ["rocketmq-message-id"], one.binding_metadata
+    assert dict(none.binding_metadata) == {}, none.binding_metadata
+    by_id = {d.message_id: d for d in app.wait_count(name_id, 2, 60)}
+    assert by_id[dict(one.binding_metadata)["rocketmq-message-id"]].body == b"by-grpc"
+
+
 def test_delayed_delivery(ws, transport):
     daprd, app, name = start_pair(ws, transport)
     sent = time.monotonic()

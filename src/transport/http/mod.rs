@@ -95,7 +95,7 @@ use crate::text::shown;
 /// Receipt key: the broker's `MessageBodyMD5` (HTTP only).
 pub const RECEIPT_BODY_MD5: &str = "rocketmq-body-md5";
 /// Receipt key: message id(s).
-pub const RECEIPT_MESSAGE_ID: &str = "rocketmq-message-id";
+pub use contract::RECEIPT_MESSAGE_ID;
 /// Receipt key: send status.
 pub const RECEIPT_SEND_STATUS: &str = "rocketmq-send-status";
 

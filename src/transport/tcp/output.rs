@@ -20,7 +20,7 @@ use crate::transport::contract::{self, RequestKeys};
 use crate::transport::{OutboundMessage, SendReceipt, TransportError, keys, limits};
 
 /// Receipt key: message id (`UNIQ_KEY`, the id consumers see).
-pub const RECEIPT_MESSAGE_ID: &str = "rocketmq-message-id";
+pub use contract::RECEIPT_MESSAGE_ID;
 /// Receipt key: queue id.
 pub const RECEIPT_QUEUE_ID: &str = "rocketmq-queue-id";
 /// Receipt key: queue offset.
