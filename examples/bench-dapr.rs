@@ -103,8 +103,9 @@ struct Args {
     /// Output concurrencies. Default 1,16,64 (smoke 4).
     #[arg(long, value_delimiter = ',')]
     concurrency: Option<Vec<usize>>,
-    /// consumerThreadNums of our input Component. Default 20: the Go binding's fixed
-    /// ConsumeGoroutineNums, so both sides have the same messages in flight.
+    /// maxInFlight (and consumerThreadNums) of our input Component. Default 20: the Go
+    /// binding's fixed ConsumeGoroutineNums (20 consume goroutines per topic in
+    /// rocketmq-client-go's push consumer), so both sides have the same messages in flight.
     #[arg(long, default_value_t = 20)]
     consumer_threads: u32,
     /// Extra metadata of our Components (input and output), `KEY=VALUE`, repeatable: e.g.
@@ -600,6 +601,8 @@ impl Sidecar {
         let component = format!("bench-{}", side.name());
         let mut metadata = metadata.to_vec();
         if side == Side::Ours {
+            // `--ours-md` replaces a key the bench set itself (e.g. `maxInFlight=64`).
+            metadata.retain(|(k, _)| !env.ours_md.iter().any(|(o, _)| o.eq_ignore_ascii_case(k)));
             metadata.extend(env.ours_md.iter().map(|(k, v)| (k.as_str(), v.clone())));
         }
         std::fs::write(
@@ -1299,6 +1302,10 @@ async fn input_row(
     if side == Side::Ours {
         // A new group starts at the first offset either way; the Go binding cannot be told.
         md.push(("fromWhere", "ConsumeFromFirstOffset".to_string()));
+        // The same deliveries at the app at most as the Go push consumer's 20 consume
+        // goroutines per topic: `maxInFlight` bounds the concurrent (pull) input,
+        // `consumerThreadNums` the orderly one.
+        md.push(("maxInFlight", env.consumer_threads.to_string()));
         md.push(("consumerThreadNums", env.consumer_threads.to_string()));
     }
     let tag = format!("in-{}-{}-{}ms-r{round}", side.name(), api.name(), app_ms);
@@ -1969,7 +1976,7 @@ async fn bench_main() -> std::process::ExitCode {
         t0.elapsed().as_secs_f64()
     )];
     out.push(format!(
-        "daprd {} (same binary and flags for every side, one daprd per side); broker {} (pid {}); ours: consumerThreadNums {}{}",
+        "daprd {} (same binary and flags for every side, one daprd per side); broker {} (pid {}); ours: maxInFlight and consumerThreadNums {}{}",
         env.daprd_bin.display(),
         env.namesrv,
         env.broker_pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
