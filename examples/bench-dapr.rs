@@ -106,8 +106,8 @@ struct Args {
     /// maxInFlight (and consumerThreadNums) of our input Component. Default 20: the Go
     /// binding's fixed ConsumeGoroutineNums (20 consume goroutines per topic in
     /// rocketmq-client-go's push consumer), so both sides have the same messages in flight.
-    #[arg(long, default_value_t = 20)]
-    consumer_threads: u32,
+    #[arg(long, alias = "consumer-threads", default_value_t = 20)]
+    in_flight: u32,
     /// Extra metadata of our Components (input and output), `KEY=VALUE`, repeatable: e.g.
     /// `--ours-md maxSendBatch=1` for sends without coalescing.
     #[arg(long = "ours-md", value_parser = parse_kv)]
@@ -485,7 +485,7 @@ struct Env {
     daprd_bin: PathBuf,
     daemon_bin: PathBuf,
     work: PathBuf,
-    consumer_threads: u32,
+    in_flight: u32,
     /// `--ours-md`.
     ours_md: Vec<(String, String)>,
     limit: Duration,
@@ -1305,8 +1305,8 @@ async fn input_row(
         // The same deliveries at the app at most as the Go push consumer's 20 consume
         // goroutines per topic: `maxInFlight` bounds the concurrent (pull) input,
         // `consumerThreadNums` the orderly one.
-        md.push(("maxInFlight", env.consumer_threads.to_string()));
-        md.push(("consumerThreadNums", env.consumer_threads.to_string()));
+        md.push(("maxInFlight", env.in_flight.to_string()));
+        md.push(("consumerThreadNums", env.in_flight.to_string()));
     }
     let tag = format!("in-{}-{}-{}ms-r{round}", side.name(), api.name(), app_ms);
     let exec = Instant::now();
@@ -1948,7 +1948,7 @@ async fn bench_main() -> std::process::ExitCode {
         daprd_bin: args.daprd.clone(),
         daemon_bin: daemon_bin.clone(),
         work: work.clone(),
-        consumer_threads: args.consumer_threads,
+        in_flight: args.in_flight,
         ours_md: args.ours_md.clone(),
         limit: Duration::from_secs(args.limit_secs.unwrap_or(if smoke { 30 } else { 120 })),
     };
@@ -1980,7 +1980,7 @@ async fn bench_main() -> std::process::ExitCode {
         env.daprd_bin.display(),
         env.namesrv,
         env.broker_pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
-        env.consumer_threads,
+        env.in_flight,
         env.ours_md
             .iter()
             .map(|(k, v)| format!(", {k} {v}"))
@@ -2019,7 +2019,7 @@ async fn bench_main() -> std::process::ExitCode {
         "seconds": t0.elapsed().as_secs_f64(),
         "daprd": env.daprd_bin.display().to_string(), "daemon": daemon_bin.display().to_string(),
         "namesrv": env.namesrv, "broker_pid": env.broker_pid,
-        "consumer_threads_ours": env.consumer_threads,
+        "in_flight_ours": env.in_flight,
         "ours_md": env.ours_md.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
         "rows": rows.iter().map(Row::json).collect::<Vec<_>>(),
         "targets": targets,
