@@ -44,7 +44,7 @@ use crate::{
     error::Error,
     telemetry::metrics,
     text::shown,
-    transport::{Delivery, Settle},
+    transport::{Delivery, Settle, contract, keys},
 };
 
 /// daprd's gRPC client accepts at most 4 MiB per message; bigger deliveries are released
@@ -318,16 +318,18 @@ impl Session {
         }
         self.next += 1;
         let id = format!("{:x}-{}", self.id, self.next);
+        // Read before `deliveryMetadata` may drop the key.
+        let redelivery = message
+            .metadata
+            .get(keys::RECONSUME_TIMES)
+            .is_some_and(|n| n != "0");
+        let mode = self.inst.common.settings.delivery_metadata;
         let resp = ReadResponse {
             data: message.data,
-            metadata: message.metadata,
+            metadata: contract::delivery_for_app(message.metadata, mode),
             content_type: message.content_type.unwrap_or_default(),
             message_id: id.clone(),
         };
-        let redelivery = resp
-            .metadata
-            .get("rocketmq-reconsume-times")
-            .is_some_and(|n| n != "0");
         self.pending.insert(id.clone(), settle);
         self.metrics.delivered(redelivery);
         if tx.send(Ok(resp)).await.is_err() {

@@ -1,6 +1,7 @@
 //! The message contract with the app that both transports share: how request metadata keys
 //! are looked up, which tag a send gets by default, which send receipt the app gets
-//! (`sendReceipt`) and how delivery metadata is encoded.
+//! (`sendReceipt`), how delivery metadata is encoded and which of it the app gets
+//! (`deliveryMetadata`).
 //!
 //! These used to be written once per transport and drifted apart (the app saw different
 //! behaviour for the same Component depending on `accessProto`): http matched request keys
@@ -12,7 +13,8 @@ use std::collections::HashMap;
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
-use crate::metadata::{ReceiptMode, Settings, Subscription};
+use crate::metadata::{DeliveryMetadata, ReceiptMode, Settings, Subscription};
+use crate::transport::keys;
 
 /// The receipt key of a send's message id (the id consumers see), on both transports.
 pub const RECEIPT_MESSAGE_ID: &str = "rocketmq-message-id";
@@ -30,6 +32,33 @@ pub fn receipt_for_app(
             .collect(),
         ReceiptMode::None => HashMap::new(),
     }
+}
+
+/// The part of a delivery's `metadata` that `mode` (`deliveryMetadata`) passes to the app.
+pub fn delivery_for_app(
+    mut metadata: HashMap<String, String>,
+    mode: DeliveryMetadata,
+) -> HashMap<String, String> {
+    if mode == DeliveryMetadata::Basic {
+        metadata.retain(|k, _| is_basic_delivery_key(k));
+    }
+    metadata
+}
+
+/// The message's own keys, which `deliveryMetadata: basic` keeps: its topic, id, tag, keys,
+/// sharding key and delivery time, its user properties and its trace context. What the
+/// broker adds (queue, offset, reconsume times, born time, group, broker) is dropped.
+fn is_basic_delivery_key(key: &str) -> bool {
+    matches!(
+        key,
+        keys::TOPIC
+            | RECEIPT_MESSAGE_ID
+            | keys::TAG
+            | keys::MESSAGE_KEYS
+            | keys::SHARDING_KEY
+            | keys::DELIVER_AT
+    ) || key.starts_with(keys::PROPERTY_PREFIX)
+        || keys::TRACE_KEYS.contains(&key)
 }
 
 /// A send request's metadata with Dapr's key semantics: keys match case-insensitively,
@@ -179,6 +208,41 @@ mod tests {
         assert!(receipt_for_app(full, ReceiptMode::None).is_empty());
         // A receipt without an id (nothing was sent) stays empty under `id`.
         assert!(receipt_for_app(HashMap::new(), ReceiptMode::Id).is_empty());
+    }
+
+    #[test]
+    fn basic_delivery_metadata_keeps_the_messages_own_keys() {
+        let all = [
+            "rocketmq-topic",
+            "rocketmq-message-id",
+            "rocketmq-tag",
+            "rocketmq-keys",
+            "rocketmq-shardingkey",
+            "rocketmq-deliver-at",
+            "rocketmq-property-color",
+            "traceparent",
+            "tracestate",
+            "baggage",
+            "rocketmq-queue-id",
+            "rocketmq-queue-offset",
+            "rocketmq-reconsume-times",
+            "rocketmq-born-timestamp",
+            "rocketmq-consumer-group",
+            "rocketmq-broker-name",
+            "rocketmq-first-consume-time",
+            "rocketmq-next-consume-time",
+        ];
+        let md: HashMap<String, String> = all
+            .iter()
+            .map(|k| (k.to_string(), "v".to_string()))
+            .collect();
+        assert_eq!(delivery_for_app(md.clone(), DeliveryMetadata::Full), md);
+        let basic = delivery_for_app(md, DeliveryMetadata::Basic);
+        let mut kept: Vec<&str> = basic.keys().map(String::as_str).collect();
+        kept.sort_unstable();
+        let mut want = all[..10].to_vec();
+        want.sort_unstable();
+        assert_eq!(kept, want);
     }
 
     #[test]

@@ -243,7 +243,7 @@ impl Connector for DefaultConnector {
     }
 }
 
-/// Request metadata keys shared by both transports.
+/// Request and delivery metadata keys shared by both transports.
 pub mod keys {
     /// Target topic of a send.
     pub const TOPIC: &str = "rocketmq-topic";
@@ -251,6 +251,10 @@ pub mod keys {
     pub const TAG: &str = "rocketmq-tag";
     /// Keys of a sent message (comma list).
     pub const KEY: &str = "rocketmq-key";
+    /// Keys of a delivered message (comma list).
+    pub const MESSAGE_KEYS: &str = "rocketmq-keys";
+    /// Times a delivered message was consumed before (0 on its first delivery).
+    pub const RECONSUME_TIMES: &str = "rocketmq-reconsume-times";
     /// Sharding key (ordered messages: same key, same queue).
     pub const SHARDING_KEY: &str = "rocketmq-shardingkey";
     /// 4.x delay level 1–18.

@@ -123,3 +123,38 @@ def test_subscription_by_options_direction_and_route(ws, transport):
     opened = [l for l in ws.the_daemon.log().splitlines() if "read stream opened" in l]
     assert any(names["opt"] in l for l in opened), opened
     assert not any(names["none"] in l for l in opened), "daprd opened Read for an unsubscribed app"
+
+
+def test_basic_delivery_metadata(ws, transport):
+    """`deliveryMetadata: basic`: the app gets the message's own keys (topic, id, tag, keys,
+    user properties) and none of the broker's bookkeeping; a failed delivery still comes back
+    and still counts as a redelivery, although its reconsume count is not shown."""
+    name = unique("inbasic")
+    daemon = ws.daemon().start()
+    ws.component(name, transport.metadata(deliveryMetadata="Basic"))
+    app = ws.http_app(subscribed={name})
+    seen: set[str] = set()
+
+    def fail_first(d):
+        first = d.message_id not in seen
+        seen.add(d.message_id)
+        return not first
+
+    app.policy = fail_first
+    daprd = ws.daprd(app_port=app.port).start(ready="all")
+    r = daprd.invoke(name, "basic", {"rocketmq-tag": "tb", "rocketmq-key": "k1, k2",
+                                     "rocketmq-property-idx": "0"})
+    assert r.status == 200, r.body
+    sent_id = r.headers["metadata.rocketmq-message-id"]
+    ds = app.wait_for(name, lambda ds: any(d.ok for d in ds), transport.redelivery_timeout,
+                      "the redelivery")
+    assert [d.ok for d in ds] == [False, True], [(d.ok, d.headers) for d in ds]
+    for d in ds:
+        got = sorted(k for k in d.headers if k.startswith("rocketmq-"))
+        assert got == ["rocketmq-keys", "rocketmq-message-id", "rocketmq-property-idx",
+                       "rocketmq-tag", "rocketmq-topic"], got
+        assert d.message_id == sent_id
+        assert d.headers["rocketmq-topic"] == transport.topic
+        assert d.headers["rocketmq-tag"] == "tb"
+        assert d.headers["rocketmq-keys"] == "k1,k2"
+    assert daemon.metric("rocketmq_binding_redeliveries_total", instance=name) == 1

@@ -329,14 +329,17 @@ pub(super) fn inbound(
         md.insert(k.to_string(), header_safe(v));
     };
     put(keys::TOPIC, topic);
-    put("rocketmq-message-id", &m.message_id);
+    put(
+        crate::transport::contract::RECEIPT_MESSAGE_ID,
+        &m.message_id,
+    );
     put("rocketmq-consumer-group", group);
     if let Some(tag) = &m.tag {
         put(keys::TAG, tag);
     }
     if let Some(k) = prop(protocol::PROP_KEYS) {
         let list: Vec<&str> = k.split_whitespace().collect();
-        put("rocketmq-keys", &list.join(","));
+        put(keys::MESSAGE_KEYS, &list.join(","));
     }
     if let Some(s) = prop(protocol::PROP_SHARDING_KEY) {
         put(keys::SHARDING_KEY, s);
@@ -345,7 +348,7 @@ pub(super) fn inbound(
         put(keys::DELIVER_AT, s);
     }
     put(
-        "rocketmq-reconsume-times",
+        keys::RECONSUME_TIMES,
         &(m.consumed_times - 1).max(0).to_string(),
     );
     put("rocketmq-born-timestamp", &m.publish_time.to_string());

@@ -34,11 +34,11 @@ use crate::transport::{Delivery, InboundMessage, Outcome, keys, outcome};
 
 /// Delivery metadata keys (beyond the shared [`keys`]).
 pub mod md {
-    pub const MESSAGE_ID: &str = "rocketmq-message-id";
-    pub const KEYS: &str = "rocketmq-keys";
+    pub const MESSAGE_ID: &str = crate::transport::contract::RECEIPT_MESSAGE_ID;
+    pub const KEYS: &str = crate::transport::keys::MESSAGE_KEYS;
     pub const QUEUE_ID: &str = "rocketmq-queue-id";
     pub const QUEUE_OFFSET: &str = "rocketmq-queue-offset";
-    pub const RECONSUME_TIMES: &str = "rocketmq-reconsume-times";
+    pub const RECONSUME_TIMES: &str = crate::transport::keys::RECONSUME_TIMES;
     pub const BORN_TIMESTAMP: &str = "rocketmq-born-timestamp";
     pub const CONSUMER_GROUP: &str = "rocketmq-consumer-group";
     pub const BROKER_NAME: &str = "rocketmq-broker-name";
