@@ -260,8 +260,21 @@ fn report_memory(what: &str, n: usize, d: &Drained, bound: usize) {
 /// The concurrent (pull) input: memory follows `maxInFlight` and the fitted pull batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backlog_of_large_messages_does_not_fill_memory() {
+    pull_backlog_within_bound(200, 4).await;
+}
+
+/// The example the target names: 400 × 1 MiB behind `maxInFlight` 64, so 64 bodies may be
+/// held for the app at once; the rest of the backlog stays in the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_400_mib_backlog_with_max_in_flight_64_stays_within_its_bound() {
+    pull_backlog_within_bound(400, 64).await;
+}
+
+/// Drains `n` × 1 MiB with `maxInFlight` `max_in_flight`; the daemon's VmHWM must stay within
+/// 100 MB + `max_in_flight` bodies.
+async fn pull_backlog_within_bound(n: usize, max_in_flight: usize) {
     let ns = namesrv();
-    let (n, body, max_in_flight) = (200, MIB, 4);
+    let body = MIB;
     let topic = large_backlog(&ns, n, body).await;
     let limit = max_in_flight.to_string();
     let d = drain_backlog(&ns, &topic, n, body, &[("maxInFlight", &limit)]).await;

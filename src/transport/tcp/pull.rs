@@ -45,7 +45,10 @@
 //! `pullThresholdSizeForQueue` for the largest body of the last poll ([`fitted_batch`]; up
 //! to `consumerBatchSize` for small bodies, never below one app batch): one queue then caches at most about twice that
 //! threshold. A sudden burst of bodies much larger than the recent ones can overshoot by one
-//! pull per queue before the batch shrinks.
+//! pull per queue before the batch shrinks. A body that arrived compressed is inflated by the
+//! crate into an allocation of up to twice its length: it counts twice when the batch is
+//! fitted ([`cached_weight`]) and is copied to its own length once polled ([`exact_body`]),
+//! so each delivery held for the app costs its body, not twice that.
 //!
 //! Orderly consumption stays on the push consumer (`input.rs`): it needs the broker's queue
 //! locks, which only the push consumer takes.
@@ -57,11 +60,13 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use cheetah_string::CheetahString;
 use rocketmq_client_rust::{ClientOptions, DefaultLitePullConsumer, MessageSelector};
 use rocketmq_model::common::message::MessageTrait;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_queue::MessageQueue;
+use rocketmq_model::common::sys_flag::message_sys_flag::MessageSysFlag;
 use rocketmq_protocol::protocol::header::consumer_send_msg_back_request_header::ConsumerSendMsgBackRequestHeader;
 use rocketmq_protocol::protocol::header::namesrv::topic_operation_header::TopicRequestHeader;
 use rocketmq_protocol::protocol::header::query_consumer_offset_request_header::QueryConsumerOffsetRequestHeader;
@@ -231,6 +236,39 @@ fn first_pull_batch(settings: &Settings) -> i32 {
     i32::try_from(settings.consume_batch_max_size.max(1))
         .unwrap_or(1)
         .min(pull_batch_size(settings))
+}
+
+/// A decompressed body with an allocation of its own length.
+///
+/// The crate inflates a compressed body (producers compress bodies over 4 KiB by default)
+/// with `read_to_end` into a growing `Vec`, so the body's allocation is up to twice its
+/// length, and every delivery held for the app (up to `maxInFlight`) kept all of it:
+/// measured with heaptrack on `tests/tcp_input_limits.rs` (400 × 1 MiB, `maxInFlight` 64),
+/// 153 MB of the daemon's 243 MB heap peak were those allocations, VmHWM 229–291 MB against
+/// the 167 MB the limit allows. One copy of a body the crate has just inflated costs far
+/// less than the inflating did.
+fn exact_body(mut m: Arc<MessageExt>) -> Arc<MessageExt> {
+    if m.sys_flag() & MessageSysFlag::COMPRESSED_FLAG == 0 {
+        return m;
+    }
+    let Some(exact) = MessageTrait::get_body(m.as_ref()).map(|b| Bytes::copy_from_slice(b)) else {
+        return m;
+    };
+    // Unique once polled (the crate's cache let go of it); cloned otherwise.
+    MessageTrait::set_body(Arc::make_mut(&mut m), exact);
+    m
+}
+
+/// What one message of this kind weighs in the crate's cache: its body, or twice that when
+/// it arrived compressed (the crate's cache holds the inflated body in an allocation of up
+/// to twice its length; see [`exact_body`]).
+fn cached_weight(m: &MessageExt) -> usize {
+    let len = MessageTrait::get_body(m).map_or(0, |b| b.len());
+    if m.sys_flag() & MessageSysFlag::COMPRESSED_FLAG == 0 {
+        len
+    } else {
+        len.saturating_mul(2)
+    }
 }
 
 /// The pull batch size that keeps one pull of messages as large as `largest` within
@@ -568,13 +606,10 @@ impl PullInput {
                 continue;
             }
             backoff = POLL_BACKOFF_MIN;
+            let msgs: Vec<Arc<MessageExt>> = msgs.into_iter().map(exact_body).collect();
             let queue = queue_of(&msgs[0]);
             tracing::trace!(instance = %self.instance, count = msgs.len(), queue = %queue, "polled");
-            let largest = msgs
-                .iter()
-                .map(|m| m.body().map_or(0, |b| b.len()))
-                .max()
-                .unwrap_or(0);
+            let largest = msgs.iter().map(|m| cached_weight(m)).max().unwrap_or(0);
             // Never below one app batch: batches are formed from one poll.
             let fitted =
                 fitted_batch(self.pull_batch, self.cache_bytes, largest).max(self.first_batch);
@@ -954,5 +989,48 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(real_topic(&plain), None);
+    }
+
+    fn with_body(body: Bytes, sys_flag: i32) -> MessageExt {
+        let mut ext = MessageExt::default();
+        ext.set_message_inner(
+            rocketmq_model::common::message::message_single::Message::builder()
+                .topic("t")
+                .body_slice(b"x")
+                .build()
+                .unwrap(),
+        );
+        MessageTrait::set_body(&mut ext, body);
+        ext.set_sys_flag(sys_flag);
+        ext
+    }
+
+    #[test]
+    fn inflated_bodies_are_held_at_their_own_length() {
+        let len = 300_000;
+        // What `read_to_end` leaves: an allocation larger than the body.
+        let mut grown = Vec::with_capacity(2 * len);
+        grown.resize(len, 7u8);
+        let ext = with_body(Bytes::from(grown), MessageSysFlag::COMPRESSED_FLAG);
+        assert_eq!(
+            cached_weight(&ext),
+            2 * len,
+            "weighed as the crate holds it"
+        );
+        let mut m = Arc::try_unwrap(exact_body(Arc::new(ext))).ok().unwrap();
+        let body = MessageTrait::take_body(&mut m).unwrap();
+        assert_eq!(body.len(), len);
+        assert!(body.iter().all(|&b| b == 7));
+        assert_eq!(body.try_into_mut().unwrap().capacity(), len);
+    }
+
+    #[test]
+    fn bodies_that_arrived_plain_are_not_copied() {
+        let body = Bytes::from(vec![1u8; 10_000]);
+        let ptr = body.as_ptr();
+        let ext = with_body(body, 0);
+        assert_eq!(cached_weight(&ext), 10_000);
+        let m = exact_body(Arc::new(ext));
+        assert_eq!(MessageTrait::get_body(m.as_ref()).unwrap().as_ptr(), ptr);
     }
 }
