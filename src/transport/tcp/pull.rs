@@ -248,7 +248,7 @@ fn first_pull_batch(settings: &Settings) -> i32 {
 /// the 167 MB the limit allows. One copy of a body the crate has just inflated costs far
 /// less than the inflating did.
 fn exact_body(mut m: Arc<MessageExt>) -> Arc<MessageExt> {
-    if m.sys_flag() & MessageSysFlag::COMPRESSED_FLAG == 0 {
+    if !inflated(&m) {
         return m;
     }
     let Some(exact) = MessageTrait::get_body(m.as_ref()).map(|b| Bytes::copy_from_slice(b)) else {
@@ -264,11 +264,16 @@ fn exact_body(mut m: Arc<MessageExt>) -> Arc<MessageExt> {
 /// to twice its length; see [`exact_body`]).
 fn cached_weight(m: &MessageExt) -> usize {
     let len = MessageTrait::get_body(m).map_or(0, |b| b.len());
-    if m.sys_flag() & MessageSysFlag::COMPRESSED_FLAG == 0 {
-        len
-    } else {
+    if inflated(m) {
         len.saturating_mul(2)
+    } else {
+        len
     }
+}
+
+/// Whether the message arrived compressed (the crate inflated its body on decoding).
+fn inflated(m: &MessageExt) -> bool {
+    m.sys_flag() & MessageSysFlag::COMPRESSED_FLAG != 0
 }
 
 /// The pull batch size that keeps one pull of messages as large as `largest` within
