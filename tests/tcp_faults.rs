@@ -198,7 +198,10 @@ async fn stop_mid_stream(sig: i32, name: &str) {
     let topic = unique(name);
     let group = unique("g");
     let t = Instant::now();
-    let mut bin = Bin::start(dir.path());
+    // The daemon's own account of both runs, shown when an assertion fails.
+    let log = dir.path().join("daemon.log");
+    let start = || Bin::start_logging(dir.path(), "warn,rocketmq_binding=debug", &log);
+    let mut bin = start();
     let daprd = bin.daprd().await;
     daprd
         .init_output("out", props(&[("nameServer", &ns)]))
@@ -247,7 +250,7 @@ async fn stop_mid_stream(sig: i32, name: &str) {
         exit.as_secs_f64()
     );
 
-    let mut bin = Bin::start(dir.path());
+    let mut bin = start();
     let daprd = bin.daprd().await;
     daprd
         .init_input("in", input_props(&ns, &topic, &group))
@@ -293,21 +296,41 @@ async fn stop_mid_stream(sig: i32, name: &str) {
         late.len(),
         held.len()
     );
-    assert_eq!(lost, 0);
-    assert_eq!(held_back, held.len(), "every unacked message comes back");
+    let account = daemon_account(&log);
+    assert_eq!(lost, 0, "{account}");
+    assert_eq!(
+        held_back,
+        held.len(),
+        "every unacked message comes back\n{account}"
+    );
     if sig == libc::SIGTERM {
         assert_eq!(
             acked_again, 0,
-            "nothing acked is delivered again after a clean stop"
+            "nothing acked is delivered again after a clean stop\n{account}"
         );
         // The consumer's pulls sit in the broker's long poll at the stop; close must not wait
         // them out (it took 10-13 s when it did).
         assert!(
             exit < Duration::from_secs(3),
-            "a clean stop with an input took {exit:?}"
+            "a clean stop with an input took {exit:?}\n{account}"
         );
     }
     bin.signal(libc::SIGTERM);
+}
+
+/// The daemon's log without the per-delivery lines: starts, stream ends, stop, close,
+/// commits and every warning or error.
+fn daemon_account(log: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("pull: delivery"))
+        .collect();
+    format!(
+        "daemon log ({} lines, per-delivery lines left out):\n{}",
+        lines.len(),
+        lines[lines.len().saturating_sub(200)..].join("\n")
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -27,27 +27,43 @@ pub struct Bin {
 impl Bin {
     /// Starts the daemon on `dir` (`--shutdown-timeout 2s`) and waits until its socket accepts.
     pub fn start(dir: &Path) -> Bin {
+        Bin::start_with(dir, None)
+    }
+
+    /// [`Bin::start`] with `RUST_LOG=filter` and stderr appended to `log` (whatever the
+    /// environment says): for a test that shows the daemon's own account when it fails.
+    pub fn start_logging(dir: &Path, filter: &str, log: &Path) -> Bin {
+        Bin::start_with(dir, Some((filter, log)))
+    }
+
+    fn start_with(dir: &Path, log: Option<(&str, &Path)>) -> Bin {
+        let append = |f: &Path| {
+            Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(f)
+                    .unwrap(),
+            )
+        };
+        let filter = match log {
+            Some((filter, _)) => filter.to_string(),
+            None => std::env::var("TEST_DAEMON_LOG").unwrap_or_else(|_| "warn".into()),
+        };
+        let stderr = match (log, std::env::var("TEST_DAEMON_STDERR")) {
+            (Some((_, f)), _) => append(f),
+            (None, Ok(f)) => append(Path::new(&f)),
+            (None, Err(_)) => Stdio::null(),
+        };
         let child = Command::new(BIN)
             .arg("--socket-folder")
             .arg(dir)
             .arg("--shutdown-timeout")
             .arg("2s")
-            .env(
-                "RUST_LOG",
-                std::env::var("TEST_DAEMON_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(match std::env::var("TEST_DAEMON_STDERR") {
-                Ok(f) => Stdio::from(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(f)
-                        .unwrap(),
-                ),
-                Err(_) => Stdio::null(),
-            })
+            .stderr(stderr)
             .spawn()
             .unwrap();
         wait_for_socket(dir);

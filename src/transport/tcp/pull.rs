@@ -29,10 +29,11 @@
 //! * `consumeMessageBatchMaxSize` > 1 groups up to that many messages of one poll (one
 //!   queue) into a batch: handed over together, confirmed when every one is acked, and sent
 //!   back as a whole when any one fails (the documented semantics of the push path);
-//! * on close, the final commit is read back from each queue's broker
-//!   (`QUERY_CONSUMER_OFFSET`: the crate persists one way) and, once it shows, the crate's
-//!   shutdown gets [`SHUTDOWN_AFTER_COMMIT`] instead of waiting out pulls parked in the
-//!   broker's long poll (10 s per stop before);
+//! * on close, every queue's committable offset is stored with an answered
+//!   `UPDATE_CONSUMER_OFFSET` (request code 15), sent again until its broker confirms it or
+//!   the close deadline passes (the crate persists one way: a persist lost under load was lost
+//!   for good); once confirmed, the crate's shutdown gets [`SHUTDOWN_AFTER_COMMIT`] instead of
+//!   waiting out pulls parked in the broker's long poll (10 s per stop before);
 //! * broadcasting: offsets are local (the crate's local file store) and a failed message is
 //!   dropped with a warning, as the push consumer does in that model.
 //!
@@ -69,8 +70,7 @@ use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::sys_flag::message_sys_flag::MessageSysFlag;
 use rocketmq_protocol::protocol::header::consumer_send_msg_back_request_header::ConsumerSendMsgBackRequestHeader;
 use rocketmq_protocol::protocol::header::namesrv::topic_operation_header::TopicRequestHeader;
-use rocketmq_protocol::protocol::header::query_consumer_offset_request_header::QueryConsumerOffsetRequestHeader;
-use rocketmq_protocol::protocol::header::query_consumer_offset_response_header::QueryConsumerOffsetResponseHeader;
+use rocketmq_protocol::protocol::header::update_consumer_offset_header::UpdateConsumerOffsetRequestHeader;
 use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
 use rocketmq_protocol::protocol::namespace_util::NamespaceUtil;
 use rocketmq_protocol::protocol::remoting_command::RemotingCommand;
@@ -102,15 +102,13 @@ const POLL_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const POLL_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// `CONSUMER_SEND_MSG_BACK`.
 const CONSUMER_SEND_MSG_BACK: i32 = 36;
-/// `QUERY_CONSUMER_OFFSET`.
-const QUERY_CONSUMER_OFFSET: i32 = 14;
-/// Budget of one stored-offset query at close.
-const QUERY_OFFSET_TIMEOUT_MS: u64 = 1000;
-/// How long close reads the stored offsets back until the broker shows the final commit.
-const COMMIT_CHECK_WAIT: Duration = Duration::from_secs(2);
-/// How often close reads them again meanwhile.
-const COMMIT_CHECK_EVERY: Duration = Duration::from_millis(20);
-/// What the crate's consumer shutdown gets once the broker showed the final commit. Its pull
+/// `UPDATE_CONSUMER_OFFSET`.
+const UPDATE_CONSUMER_OFFSET: i32 = 15;
+/// Budget of one answered offset update at close (the close deadline cuts it shorter).
+const STORE_OFFSET_TIMEOUT_MS: u64 = 1000;
+/// Pause before the final commit is sent again to a broker that did not confirm it.
+const FINAL_COMMIT_RETRY: Duration = Duration::from_millis(100);
+/// What the crate's consumer shutdown gets once the brokers confirmed the final commit. Its pull
 /// tasks sit in the broker's long poll (held up to 5 s at a time, the broker's hold-service
 /// tick) and the shutdown waits 5 s for each such queue in turn, which made an input's close
 /// take 10-13 s; what it would still do (persist offsets, unregister) is done or redundant:
@@ -132,7 +130,7 @@ pub struct QueueTrack {
     /// What was last handed to the consumer's offset store.
     committed: Option<i64>,
     /// The broker the last poll of this queue came from (its messages' store host): where
-    /// close reads the stored offset back.
+    /// close stores the final commit.
     broker: Option<SocketAddr>,
 }
 
@@ -196,6 +194,18 @@ impl Tracker {
         if let Some(q) = self.queues.get_mut(queue) {
             q.done(offset);
         }
+    }
+
+    /// Every queue's committable offset, moved or not (the final commit).
+    pub fn take_all(&mut self) -> HashMap<MessageQueue, i64> {
+        self.queues
+            .iter_mut()
+            .map(|(mq, q)| {
+                let c = q.committable();
+                q.committed = Some(c);
+                (mq.clone(), c)
+            })
+            .collect()
     }
 
     /// Offsets that moved since the last call.
@@ -425,19 +435,19 @@ impl SendBack {
         }
     }
 
-    /// The offset the broker at `addr` stores for `queue` (named as the consumer names it)
-    /// in this group; `None` when it stores none.
-    pub async fn stored_offset(
+    /// Stores `offset` as this group's consume offset of `queue` (named as the consumer names
+    /// it) on the broker at `addr`, and waits for the broker's answer.
+    pub async fn store_offset(
         &self,
         addr: SocketAddr,
         queue: &MessageQueue,
-    ) -> Result<Option<i64>, String> {
-        let topic = self.broker_topic(queue.topic());
-        let header = QueryConsumerOffsetRequestHeader {
+        offset: i64,
+    ) -> Result<(), String> {
+        let header = UpdateConsumerOffsetRequestHeader {
             consumer_group: CheetahString::from_string(self.group.clone()),
-            topic: CheetahString::from_string(topic),
+            topic: CheetahString::from_string(self.broker_topic(queue.topic())),
             queue_id: queue.queue_id(),
-            set_zero_if_not_found: Some(false),
+            commit_offset: offset,
             topic_request_header: Some(TopicRequestHeader {
                 lo: None,
                 rpc: Some(RpcRequestHeader {
@@ -448,15 +458,10 @@ impl SendBack {
                 }),
             }),
         };
-        let request = RemotingCommand::create_request_command(QUERY_CONSUMER_OFFSET, header);
-        let r = self.call(addr, request, QUERY_OFFSET_TIMEOUT_MS).await?;
+        let request = RemotingCommand::create_request_command(UPDATE_CONSUMER_OFFSET, header);
+        let r = self.call(addr, request, STORE_OFFSET_TIMEOUT_MS).await?;
         match r.code() {
-            0 => r
-                .decode_command_custom_header::<QueryConsumerOffsetResponseHeader>()
-                .map(|h| h.offset)
-                .map_err(|e| format!("broker {addr}: {e}")),
-            // QUERY_NOT_FOUND
-            22 => Ok(None),
+            0 => Ok(()),
             _ => Err(refused(addr, &r)),
         }
     }
@@ -802,55 +807,79 @@ impl PullInput {
         map
     }
 
-    /// Whether the brokers show `committed` (the final commit), read back by `deadline`.
+    /// The final commit: every queue's committable offset, not only what moved (a periodic
+    /// commit was persisted one way and may be lost), handed to the consumer's offset store.
+    /// The crate persists it only when broadcasting (its local file); otherwise
+    /// [`Self::store_final`] stores it on the brokers.
+    async fn commit_final(&self) -> HashMap<MessageQueue, i64> {
+        let map = match self.tracker.lock() {
+            Ok(mut t) => t.take_all(),
+            Err(_) => return HashMap::new(),
+        };
+        if !map.is_empty() {
+            self.consumer
+                .commit_with_map(map.clone(), self.send_back.is_none())
+                .await;
+        }
+        map
+    }
+
+    /// Stores the final commit on each queue's broker by `deadline`; whether every queue's
+    /// broker confirmed it.
     ///
-    /// The crate persists offsets one way (no answer), so this reads each queue's stored
-    /// offset (`QUERY_CONSUMER_OFFSET`, on the group's own client) until it is at least what
-    /// was committed. A higher one is fine (another replica took the queue over and moved
-    /// on). Broadcasting offsets are the crate's local file, written before `commit` returns.
-    async fn commit_reached_broker(
-        &self,
-        committed: &HashMap<MessageQueue, i64>,
-        deadline: Instant,
-    ) -> bool {
+    /// The crate persists offsets one way (no answer, no retry), so a persist lost under load
+    /// was lost for good and the acked messages came back after a restart. This sends each
+    /// queue's offset as `UPDATE_CONSUMER_OFFSET` with an answer, on the group's own client,
+    /// and sends it again every [`FINAL_COMMIT_RETRY`] until the broker confirms it. Queues
+    /// the consumer no longer holds (a rebalance gave them to another replica, which commits
+    /// them from now on) are skipped. Broadcasting offsets are the crate's local file, written
+    /// before `commit` returns.
+    async fn store_final(&self, committed: &HashMap<MessageQueue, i64>, deadline: Instant) -> bool {
         let Some(client) = &self.send_back else {
             return true;
         };
-        // Every committed queue was polled, so its broker is known; if not, nothing to check.
-        let pending: Option<Vec<(MessageQueue, i64, SocketAddr)>> = match self.tracker.lock() {
+        if committed.is_empty() {
+            return true;
+        }
+        let held = match tokio::time::timeout_at(deadline, self.consumer.assignment()).await {
+            Ok(Ok(held)) => Some(held),
+            _ => None,
+        };
+        // Every committed queue was polled, so its broker is known.
+        let mut pending: Vec<(MessageQueue, i64, SocketAddr)> = match self.tracker.lock() {
             Ok(t) => committed
                 .iter()
-                .map(|(q, o)| Some((q.clone(), *o, t.broker_of(q)?)))
+                .filter(|(q, _)| held.as_ref().is_none_or(|h| h.contains(*q)))
+                .filter_map(|(q, o)| Some((q.clone(), *o, t.broker_of(q)?)))
                 .collect(),
-            Err(_) => None,
+            Err(_) => return false,
         };
-        let Some(mut pending) = pending else {
-            return false;
-        };
-        let until = Instant::now() + crate::transport::within(COMMIT_CHECK_WAIT, deadline);
+        let mut attempt = 0u32;
         while !pending.is_empty() {
+            attempt += 1;
             let mut left = Vec::new();
             for (queue, offset, addr) in pending {
-                let stored = tokio::time::timeout_at(until, client.stored_offset(addr, &queue))
-                    .await
-                    .ok();
-                match stored {
-                    None => return false,
-                    Some(Ok(Some(stored))) if stored >= offset => {}
-                    Some(other) => {
-                        tracing::debug!(instance = %self.instance, queue = %queue, offset, result = ?other, "final commit not seen on the broker yet");
+                let r =
+                    tokio::time::timeout_at(deadline, client.store_offset(addr, &queue, offset))
+                        .await;
+                match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(instance = %self.instance, queue = %queue, offset, attempt, error = %e, "final commit not stored yet");
                         left.push((queue, offset, addr));
                     }
+                    Err(_) => return false,
                 }
             }
             if !left.is_empty() {
-                if Instant::now() + COMMIT_CHECK_EVERY >= until {
+                if Instant::now() + FINAL_COMMIT_RETRY >= deadline {
                     return false;
                 }
-                tokio::time::sleep(COMMIT_CHECK_EVERY).await;
+                tokio::time::sleep(FINAL_COMMIT_RETRY).await;
             }
             pending = left;
         }
+        tracing::debug!(instance = %self.instance, queues = committed.len(), attempt, "final commit stored");
         true
     }
 
@@ -866,8 +895,8 @@ impl PullInput {
         {
             tracing::debug!(instance = %self.instance, "settle tasks still running at close");
         }
-        let stored = match tokio::time::timeout_at(deadline, self.commit()).await {
-            Ok(committed) => self.commit_reached_broker(&committed, deadline).await,
+        let stored = match tokio::time::timeout_at(deadline, self.commit_final()).await {
+            Ok(committed) => self.store_final(&committed, deadline).await,
             Err(_) => {
                 tracing::warn!(instance = %self.instance, "final commit cut off at the close deadline");
                 false
@@ -878,7 +907,7 @@ impl PullInput {
         let until = if stored {
             deadline.min(Instant::now() + SHUTDOWN_AFTER_COMMIT)
         } else {
-            tracing::info!(instance = %self.instance, "final commit not confirmed by the broker: the consumer shuts down in full");
+            tracing::warn!(instance = %self.instance, "final commit not confirmed by the broker: the consumer shuts down in full");
             deadline
         };
         if tokio::time::timeout_at(until, self.consumer.shutdown())
@@ -967,6 +996,24 @@ mod tests {
         let c = t.take_moved();
         assert_eq!(c.len(), 1);
         assert_eq!(c[&a], 6);
+    }
+
+    #[test]
+    fn the_final_commit_covers_queues_that_did_not_move() {
+        let mut t = Tracker::default();
+        let a = MessageQueue::from_parts("T", "b", 0);
+        let b = MessageQueue::from_parts("T", "b", 1);
+        let broker = SocketAddr::from(([127, 0, 0, 1], 10911));
+        t.polled(&a, &[5, 6], broker);
+        t.polled(&b, &[7], broker);
+        t.done(&a, 5);
+        t.done(&b, 7);
+        // A periodic commit took both; its one-way persist may never have reached the broker.
+        assert_eq!(t.take_moved().len(), 2);
+        // The final one sends them again, at what may be committed now.
+        let last = t.take_all();
+        assert_eq!(last, HashMap::from([(a.clone(), 6), (b.clone(), 8)]));
+        assert!(t.take_moved().is_empty());
     }
 
     #[test]
