@@ -872,6 +872,10 @@ async fn daemon_namespaces_to_java(
                     ("accessKey", ak),
                     ("secretKey", sk),
                     ("instanceId", inst),
+                    // The first send creates the namespaced topic on the ACL broker while JVMs
+                    // start beside it on 2 cores: the default 3 s timed out once in CI.
+                    // This test is about names, not latency.
+                    ("sendTimeout", "10s"),
                 ]),
             )
             .await
