@@ -198,22 +198,20 @@ impl Tracker {
 
     /// Every queue's committable offset, moved or not (the final commit).
     pub fn take_all(&mut self) -> HashMap<MessageQueue, i64> {
-        self.queues
-            .iter_mut()
-            .map(|(mq, q)| {
-                let c = q.committable();
-                q.committed = Some(c);
-                (mq.clone(), c)
-            })
-            .collect()
+        self.take(false)
     }
 
     /// Offsets that moved since the last call.
     pub fn take_moved(&mut self) -> HashMap<MessageQueue, i64> {
+        self.take(true)
+    }
+
+    /// Marks every queue's committable offset as committed; returns those that moved (or all).
+    fn take(&mut self, moved_only: bool) -> HashMap<MessageQueue, i64> {
         let mut out = HashMap::new();
         for (mq, q) in &mut self.queues {
             let c = q.committable();
-            if q.committed != Some(c) {
+            if !moved_only || q.committed != Some(c) {
                 q.committed = Some(c);
                 out.insert(mq.clone(), c);
             }
@@ -981,12 +979,19 @@ mod tests {
         assert_eq!(fitted_batch(8, 2 * mib, 100 * 1024), 8);
     }
 
+    /// An empty tracker, two queues of one broker, and that broker.
+    fn two_queues() -> (Tracker, MessageQueue, MessageQueue, SocketAddr) {
+        (
+            Tracker::default(),
+            MessageQueue::from_parts("T", "b", 0),
+            MessageQueue::from_parts("T", "b", 1),
+            SocketAddr::from(([127, 0, 0, 1], 10911)),
+        )
+    }
+
     #[test]
     fn only_moved_offsets_are_committed() {
-        let mut t = Tracker::default();
-        let a = MessageQueue::from_parts("T", "b", 0);
-        let b = MessageQueue::from_parts("T", "b", 1);
-        let broker = SocketAddr::from(([127, 0, 0, 1], 10911));
+        let (mut t, a, b, broker) = two_queues();
         t.polled(&a, &[5], broker);
         t.polled(&b, &[7], broker);
         assert_eq!(t.broker_of(&a), Some(broker));
@@ -1000,10 +1005,7 @@ mod tests {
 
     #[test]
     fn the_final_commit_covers_queues_that_did_not_move() {
-        let mut t = Tracker::default();
-        let a = MessageQueue::from_parts("T", "b", 0);
-        let b = MessageQueue::from_parts("T", "b", 1);
-        let broker = SocketAddr::from(([127, 0, 0, 1], 10911));
+        let (mut t, a, b, broker) = two_queues();
         t.polled(&a, &[5, 6], broker);
         t.polled(&b, &[7], broker);
         t.done(&a, 5);
