@@ -1797,12 +1797,15 @@ async fn run(args: &Args, env: &Env, rows: &mut Vec<Row>) -> Result<(), String> 
     let count_for = |c: usize| if c < 16 && !smoke { (n / 4).max(10) } else { n };
 
     let warmup = args.broker_warmup.unwrap_or(if smoke { 0 } else { 30_000 });
-    let loader = if phase(args, "input") || warmup > 0 {
+    let input = phase(args, "input");
+    let loader = if input || warmup > 0 {
         Some(Loader::new(&env.namesrv).await?)
     } else {
         None
     };
-    if let (Some(loader), true) = (&loader, warmup > 0) {
+    if warmup > 0
+        && let Some(loader) = &loader
+    {
         let took = loader
             .load(&unique("bd-warmup"), warmup, Duration::from_secs(300))
             .await?;
@@ -1882,7 +1885,7 @@ async fn run(args: &Args, env: &Env, rows: &mut Vec<Row>) -> Result<(), String> 
                 sc.stop().await;
             }
         }
-        if let (Some(loader), true) = (&loader, phase(args, "input")) {
+        if input && let Some(loader) = &loader {
             eprintln!(
                 "bench-dapr: round {} input ({} first)",
                 round + 1,

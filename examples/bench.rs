@@ -143,6 +143,10 @@ struct Args {
     /// Leave the pairs this run started running.
     #[arg(long)]
     keep_servers: bool,
+    /// Raw sends (C = 16, not recorded) before the first output row, so the broker's
+    /// JIT-compiled send path is warm for the first side too. Default 30000 (smoke 0).
+    #[arg(long)]
+    broker_warmup: Option<usize>,
 }
 
 struct Plan {
@@ -155,6 +159,7 @@ struct Plan {
     limit: Duration,
     http_n: usize,
     consume_batch: u32,
+    broker_warmup: usize,
 }
 
 impl Plan {
@@ -178,6 +183,7 @@ impl Plan {
                 .consume_batch
                 .unwrap_or(if smoke { 4 } else { 32 })
                 .clamp(1, 1024),
+            broker_warmup: a.broker_warmup.unwrap_or(if smoke { 0 } else { 30_000 }),
         }
     }
 
@@ -1113,8 +1119,15 @@ async fn output_phase(
     .await;
     // The broker's send path JIT-compiled before the first measured row, so the first side of
     // round 1 does not run on a cold broker (a cold Java broker cost ~3x the CPU per message).
-    if !plan.smoke {
-        let _ = drive(30_000, 16, plan.limit, pids, raw_fn(&raw, &topic, &body)).await;
+    if plan.broker_warmup > 0 {
+        let _ = drive(
+            plan.broker_warmup,
+            16,
+            plan.limit,
+            pids,
+            raw_fn(&raw, &topic, &body),
+        )
+        .await;
     }
 
     // The gRPC hop with nothing behind it, measured in the same rounds.
